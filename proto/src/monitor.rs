@@ -1,0 +1,149 @@
+//! The daemon ↔ pod monitor protocol.
+//!
+//! One request per connection over the monitor's unix socket (a path in the pod's 0700 state
+//! dir, never an abstract socket). A frame is a 4-byte big-endian length followed by that many
+//! bytes of JSON. JSON keeps the protocol inspectable with `socat` while it is young; the framing
+//! lets us swap the encoding without touching the transport.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest frame either side accepts; requests and replies are small.
+pub const MAX_FRAME: u32 = 4 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Create (but do not start) a container from an OCI bundle whose config.json is on disk.
+    Create(CreateRequest),
+    /// Start a created container.
+    Start { id: String },
+    /// Send `signal`, wait up to `timeout_secs` for the exit, then SIGKILL and wait for the reap.
+    Stop {
+        id: String,
+        signal: i32,
+        timeout_secs: i64,
+    },
+    /// Forget a container: kill it if it still runs, remove libcontainer's state and cgroup.
+    Delete { id: String },
+    /// Liveness and identity check.
+    Ping,
+    /// Stop every container and exit; the pod is going away.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreateRequest {
+    pub id: String,
+    /// Bundle directory holding config.json.
+    pub bundle: String,
+    /// Absolute path of the CRI log file ("" for no log).
+    pub log_path: String,
+    /// Directory where the monitor writes the container's exit record.
+    pub exit_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Reply {
+    Ok,
+    Created { pid: i32 },
+    Exited(ExitRecord),
+    Pong { pid: i32, containers: Vec<String> },
+    Error { kind: ErrorKind, message: String },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    InvalidState,
+    Failed,
+}
+
+/// What the monitor records when it reaps a container's init process. Written atomically as
+/// `exit.json` in the container's exit dir, so it survives the monitor and the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitRecord {
+    pub exit_code: i32,
+    /// Unix time in nanoseconds.
+    pub finished_at: i64,
+    /// Set when the kernel's OOM killer ended the container.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Set when the code is 128+signal.
+    #[serde(default)]
+    pub signal: Option<i32>,
+}
+
+pub const EXIT_FILE: &str = "exit.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("monitor connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("monitor frame of {0} bytes exceeds the limit")]
+    TooLarge(u32),
+    #[error("monitor frame is not valid: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+pub async fn write_frame<W, T>(w: &mut W, msg: &T) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let body = serde_json::to_vec(msg)?;
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(u32::MAX))?;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+pub async fn read_frame<R, T>(r: &mut R) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body).await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        let req = Request::Stop {
+            id: "abc".into(),
+            signal: 15,
+            timeout_secs: 3,
+        };
+        write_frame(&mut a, &req).await.unwrap();
+        let got: Request = read_frame(&mut b).await.unwrap();
+        assert_eq!(got, req);
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_refused() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(MAX_FRAME + 1).to_be_bytes()).await.unwrap();
+        let got: Result<Request, _> = read_frame(&mut b).await;
+        assert!(matches!(got, Err(FrameError::TooLarge(_))));
+    }
+}

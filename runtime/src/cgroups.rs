@@ -1,0 +1,211 @@
+//! Pod cgroups on cgroup v1 and v2 (cgroupfs driver). Container cgroups below them are made and
+//! removed by libcontainer; this module owns the pod level: it creates the directories crust
+//! needs under its own parent and removes exactly those it created.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// v1 controllers crust places pods in; others (net_cls, perf_event…) are left alone.
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "hugetlb",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// Unified hierarchy mounted at the given root.
+    V2 { root: PathBuf },
+    /// Legacy hierarchies: one mount point per controller crust uses.
+    V1 { mounts: Vec<(String, PathBuf)> },
+}
+
+impl Hierarchy {
+    /// Probes the host the way libcgroups does: cgroup2 at /sys/fs/cgroup means unified.
+    pub fn detect() -> io::Result<Self> {
+        let root = Path::new("/sys/fs/cgroup");
+        let st = nix::sys::statfs::statfs(root).map_err(io::Error::from)?;
+        if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
+            return Ok(Hierarchy::V2 {
+                root: root.to_path_buf(),
+            });
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+        let mut mounts = Vec::new();
+        for line in mountinfo.lines() {
+            // id parent major:minor root mountpoint opts... - fstype source superopts
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut r = right.split_whitespace();
+            if r.next() != Some("cgroup") {
+                continue;
+            }
+            let super_opts = r.nth(1).unwrap_or("");
+            let Some(mount_point) = left.split_whitespace().nth(4) else {
+                continue;
+            };
+            for opt in super_opts.split(',') {
+                if V1_CONTROLLERS.contains(&opt) && !mounts.iter().any(|(c, _)| c == opt) {
+                    mounts.push((opt.to_string(), PathBuf::from(mount_point)));
+                }
+            }
+        }
+        Ok(Hierarchy::V1 { mounts })
+    }
+
+    pub fn version(&self) -> &'static str {
+        match self {
+            Hierarchy::V2 { .. } => "v2",
+            Hierarchy::V1 { .. } => "v1",
+        }
+    }
+
+    /// Directories (one per hierarchy) that make up cgroup `path`.
+    pub fn dirs(&self, path: &str) -> Vec<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Hierarchy::V2 { root } => vec![root.join(rel)],
+            Hierarchy::V1 { mounts } => {
+                let mut v: Vec<PathBuf> = mounts.iter().map(|(_, m)| m.join(rel)).collect();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// Creates cgroup `path` in every hierarchy; returns whether anything was created, so the
+    /// caller knows whether the pod owns (and must later remove) the directory.
+    pub fn create(&self, path: &str) -> io::Result<bool> {
+        validate_path(path)?;
+        let mut created = false;
+        match self {
+            Hierarchy::V2 { root } => {
+                let mut cur = root.clone();
+                for comp in path.trim_start_matches('/').split('/') {
+                    enable_v2_controllers(&cur);
+                    cur.push(comp);
+                    created |= mkdir_new(&cur)?;
+                }
+            }
+            Hierarchy::V1 { mounts } => {
+                for (controller, mount) in mounts {
+                    let mut cur = mount.clone();
+                    for comp in path.trim_start_matches('/').split('/') {
+                        let parent = cur.clone();
+                        cur.push(comp);
+                        if mkdir_new(&cur)? {
+                            created = true;
+                            if controller == "cpuset" {
+                                // A new cpuset is empty, and nothing can join an empty cpuset.
+                                for f in ["cpuset.cpus", "cpuset.mems"] {
+                                    let v = fs::read_to_string(parent.join(f))?;
+                                    fs::write(cur.join(f), v.trim())?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Removes cgroup `path` (not its parents) from every hierarchy. Missing is fine.
+    pub fn remove(&self, path: &str) -> io::Result<()> {
+        validate_path(path)?;
+        let mut first_err = None;
+        for dir in self.dirs(path) {
+            // Children left by a crashed container first; rmdir only succeeds on empty cgroups.
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        let _ = fs::remove_dir(e.path());
+                    }
+                }
+            }
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), err = %e, "cannot remove cgroup");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// PIDs in cgroup `path` (from the first hierarchy), for checks and cleanup.
+    pub fn procs(&self, path: &str) -> Vec<i32> {
+        let Some(dir) = self.dirs(path).into_iter().next() else {
+            return vec![];
+        };
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn mkdir_new(p: &Path) -> io::Result<bool> {
+    match fs::create_dir(p) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Enables in `dir`'s subtree every controller crust uses that `dir` has. Failures are left to
+/// surface when a limit is written, with a clearer message than this could give.
+fn enable_v2_controllers(dir: &Path) {
+    let Ok(available) = fs::read_to_string(dir.join("cgroup.controllers")) else {
+        return;
+    };
+    let wanted: Vec<String> = available
+        .split_whitespace()
+        .filter(|c| matches!(*c, "cpu" | "cpuset" | "memory" | "pids" | "io" | "hugetlb"))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if !wanted.is_empty() {
+        let _ = fs::write(dir.join("cgroup.subtree_control"), wanted.join(" "));
+    }
+}
+
+/// A cgroup path must be absolute with plain components: it becomes directories on the host.
+pub fn validate_path(path: &str) -> io::Result<()> {
+    let ok = path.starts_with('/')
+        && path.len() > 1
+        && path[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cgroup path {path:?} must be absolute with no empty, '.' or '..' components"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_paths_are_validated() {
+        assert!(validate_path("/crust/abc").is_ok());
+        for bad in ["", "/", "relative", "/a/../b", "/a//b", "/a/./b"] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn detect_finds_a_hierarchy() {
+        let h = Hierarchy::detect().unwrap();
+        match &h {
+            Hierarchy::V1 { mounts } => assert!(mounts.iter().any(|(c, _)| c == "memory")),
+            Hierarchy::V2 { root } => assert!(root.join("cgroup.controllers").exists()),
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The OCI runtime spec (config.json) for a CRI container, with Docker semantics for the
+//! command: CRI `command` replaces the image Entrypoint and CRI `args` replaces its Cmd.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crust_proto::cri;
+use serde_json::{Value, json};
+
+use super::user::ResolvedUser;
+use crate::error::{Error, Result};
+use crate::image::oci::RunConfig;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// containerd's default capability set.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Everything the spec depends on besides the CRI request.
+pub struct SpecInput<'a> {
+    pub config: &'a cri::ContainerConfig,
+    pub image: &'a RunConfig,
+    pub rootfs: &'a Path,
+    pub pod_dir: &'a Path,
+    pub hostname: &'a str,
+    pub cgroups_path: &'a str,
+    pub user: &'a ResolvedUser,
+    /// The lowest oom_score_adj this process may set (we lack CAP_SYS_RESOURCE to go lower).
+    pub min_oom_score_adj: i64,
+    pub cgroup_v2: bool,
+}
+
+/// The process args: Docker's Entrypoint/Cmd rules.
+pub fn process_args(config: &cri::ContainerConfig, image: &RunConfig) -> Result<Vec<String>> {
+    let args: Vec<String> = if !config.command.is_empty() {
+        config
+            .command
+            .iter()
+            .chain(config.args.iter())
+            .cloned()
+            .collect()
+    } else {
+        let cmd = if config.args.is_empty() {
+            &image.cmd
+        } else {
+            &config.args
+        };
+        image.entrypoint.iter().chain(cmd.iter()).cloned().collect()
+    };
+    if args.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no command: the request has no command or args and the image has no Entrypoint or Cmd"
+                .into(),
+        ));
+    }
+    Ok(args)
+}
+
+/// Image env, then CRI envs (which win), with PATH guaranteed and HOSTNAME set as Docker does.
+pub fn process_env(
+    config: &cri::ContainerConfig,
+    image: &RunConfig,
+    hostname: &str,
+) -> Result<Vec<String>> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut set = |k: String, v: String| {
+        if !env.contains_key(&k) {
+            order.push(k.clone());
+        }
+        env.insert(k, v);
+    };
+    set("PATH".into(), DEFAULT_PATH.into());
+    set("HOSTNAME".into(), hostname.into());
+    for kv in &image.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k.to_string(), v.to_string());
+    }
+    for kv in &config.envs {
+        if kv.key.is_empty()
+            || kv.key.contains('=')
+            || kv.key.contains('\0')
+            || kv.value.contains('\0')
+        {
+            return Err(Error::InvalidArgument(format!(
+                "environment variable name {:?} is empty or contains '=' or NUL",
+                kv.key
+            )));
+        }
+        set(kv.key.clone(), kv.value.clone());
+    }
+    Ok(order
+        .into_iter()
+        .map(|k| format!("{k}={}", env[&k]))
+        .collect())
+}
+
+fn bind(dest: &str, src: &Path, readonly: bool) -> Value {
+    let mut options = vec!["rbind", "rprivate"];
+    if readonly {
+        options.push("ro");
+    }
+    json!({"destination": dest, "type": "bind", "source": src, "options": options})
+}
+
+pub fn build(input: &SpecInput<'_>) -> Result<Value> {
+    let c = input.config;
+    let args = process_args(c, input.image)?;
+    let env = process_env(c, input.image, input.hostname)?;
+    let cwd = if !c.working_dir.is_empty() {
+        c.working_dir.clone()
+    } else if !input.image.working_dir.is_empty() {
+        input.image.working_dir.clone()
+    } else {
+        "/".to_string()
+    };
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidArgument(format!(
+            "working_dir {cwd:?} must be an absolute path"
+        )));
+    }
+    let linux = c.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let readonly_root = sc.is_some_and(|s| s.readonly_rootfs);
+    let res = linux.and_then(|l| l.resources.as_ref());
+
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        bind("/dev/shm", &input.pod_dir.join(crate::pod::SHM_DIR), false),
+        bind(
+            "/etc/hostname",
+            &input.pod_dir.join(crate::pod::HOSTNAME_FILE),
+            readonly_root,
+        ),
+        bind(
+            "/etc/hosts",
+            &input.pod_dir.join(crate::pod::HOSTS_FILE),
+            readonly_root,
+        ),
+        bind(
+            "/etc/resolv.conf",
+            &input.pod_dir.join(crate::pod::RESOLV_FILE),
+            readonly_root,
+        ),
+    ];
+    for m in &c.mounts {
+        if !m.container_path.starts_with('/') || m.container_path.split('/').any(|p| p == "..") {
+            return Err(Error::InvalidArgument(format!(
+                "mount container_path {:?} must be absolute without '..'",
+                m.container_path
+            )));
+        }
+        let host = PathBuf::from(&m.host_path);
+        let host = std::fs::canonicalize(&host).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "mount host_path {:?} cannot be used: {e}",
+                m.host_path
+            ))
+        })?;
+        // A later mount over a default one replaces it, as in Docker.
+        mounts.retain(|x| x["destination"] != json!(m.container_path));
+        mounts.push(bind(&m.container_path, &host, m.readonly));
+    }
+
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
+    for ns in crate::monitor::POD_NAMESPACES {
+        let kind = if *ns == "net" { "network" } else { ns };
+        namespaces
+            .push(json!({"type": kind, "path": crate::monitor::pin::ns_path(input.pod_dir, ns)}));
+    }
+    if input.cgroup_v2 {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+
+    let mut resources = json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"}
+        ]
+    });
+    let mut oom_score_adj = None;
+    if let Some(r) = res {
+        if r.memory_limit_in_bytes > 0 {
+            resources["memory"] = json!({"limit": r.memory_limit_in_bytes});
+        }
+        let mut cpu = serde_json::Map::new();
+        if r.cpu_shares > 0 {
+            cpu.insert("shares".into(), json!(r.cpu_shares));
+        }
+        if r.cpu_quota > 0 {
+            cpu.insert("quota".into(), json!(r.cpu_quota));
+        }
+        if r.cpu_period > 0 {
+            cpu.insert("period".into(), json!(r.cpu_period));
+        }
+        if !r.cpuset_cpus.is_empty() {
+            cpu.insert("cpus".into(), json!(r.cpuset_cpus));
+        }
+        if !r.cpuset_mems.is_empty() {
+            cpu.insert("mems".into(), json!(r.cpuset_mems));
+        }
+        if !cpu.is_empty() {
+            resources["cpu"] = Value::Object(cpu);
+        }
+        if r.oom_score_adj != 0 {
+            oom_score_adj = Some(r.oom_score_adj.clamp(input.min_oom_score_adj, 1000));
+        }
+    }
+
+    let caps = DEFAULT_CAPABILITIES;
+    let mut process = json!({
+        "terminal": false,
+        "user": {
+            "uid": input.user.uid,
+            "gid": input.user.gid,
+            "additionalGids": input.user.additional_gids,
+        },
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": sc.is_some_and(|s| s.no_new_privs),
+    });
+    if let Some(adj) = oom_score_adj {
+        process["oomScoreAdj"] = json!(adj);
+    }
+    let mut annotations = serde_json::Map::new();
+    for (k, v) in &c.annotations {
+        annotations.insert(k.clone(), json!(v));
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": input.rootfs, "readonly": readonly_root},
+        "mounts": mounts,
+        "annotations": annotations,
+        "linux": {
+            "cgroupsPath": input.cgroups_path,
+            "namespaces": namespaces,
+            "resources": resources,
+            "maskedPaths": DEFAULT_MASKED_PATHS,
+            "readonlyPaths": DEFAULT_READONLY_PATHS,
+        }
+    }))
+}
+
+/// The lowest oom_score_adj this process could give a child: it cannot go below its own value
+/// without CAP_SYS_RESOURCE, so the spec is clamped rather than failing the create.
+pub fn min_oom_score_adj() -> i64 {
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if has_cap_sys_resource() { -1000 } else { own }
+}
+
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| {
+                    l.strip_prefix("CapEff:")
+                        .map(|v| u64::from_str_radix(v.trim(), 16).ok())
+                })
+                .flatten()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> RunConfig {
+        RunConfig {
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["default".into()],
+            env: vec!["A=image".into(), "B=image".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn command_replaces_entrypoint_and_args_replace_cmd() {
+        let mut c = cri::ContainerConfig::default();
+        assert_eq!(
+            process_args(&c, &image()).unwrap(),
+            vec!["/entry", "default"]
+        );
+        c.args = vec!["x".into()];
+        assert_eq!(process_args(&c, &image()).unwrap(), vec!["/entry", "x"]);
+        c.command = vec!["ls".into()];
+        c.args = vec!["/".into()];
+        assert_eq!(process_args(&c, &image()).unwrap(), vec!["ls", "/"]);
+        let empty = RunConfig::default();
+        assert!(process_args(&cri::ContainerConfig::default(), &empty).is_err());
+    }
+
+    #[test]
+    fn cri_env_overrides_image_env() {
+        let c = cri::ContainerConfig {
+            envs: vec![cri::KeyValue {
+                key: "B".into(),
+                value: "cri".into(),
+            }],
+            ..Default::default()
+        };
+        let env = process_env(&c, &image(), "h").unwrap();
+        assert!(env.contains(&"A=image".to_string()));
+        assert!(env.contains(&"B=cri".to_string()));
+        assert!(env.contains(&"HOSTNAME=h".to_string()));
+        assert!(env.iter().any(|e| e.starts_with("PATH=")));
+        let bad = cri::ContainerConfig {
+            envs: vec![cri::KeyValue {
+                key: "A=B".into(),
+                value: "x".into(),
+            }],
+            ..Default::default()
+        };
+        assert!(process_env(&bad, &image(), "h").is_err());
+    }
+
+    #[test]
+    fn spec_joins_pod_namespaces_and_clamps_oom_score() {
+        let c = cri::ContainerConfig {
+            linux: Some(cri::LinuxContainerConfig {
+                resources: Some(cri::LinuxContainerResources {
+                    oom_score_adj: -999,
+                    memory_limit_in_bytes: 1 << 26,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let user = ResolvedUser::default();
+        let spec = build(&SpecInput {
+            config: &c,
+            image: &image(),
+            rootfs: Path::new("/r"),
+            pod_dir: Path::new("/p"),
+            hostname: "h",
+            cgroups_path: "/crust/p/c",
+            user: &user,
+            min_oom_score_adj: 0,
+            cgroup_v2: false,
+        })
+        .unwrap();
+        assert_eq!(spec["process"]["oomScoreAdj"], json!(0));
+        assert_eq!(
+            spec["linux"]["resources"]["memory"]["limit"],
+            json!(1 << 26)
+        );
+        let ns = spec["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "network", "path": "/p/ns/net"})));
+        assert!(ns.contains(&json!({"type": "pid"})));
+    }
+}

@@ -1,0 +1,733 @@
+//! The engine: pods and containers over images, monitors, cgroups and records. Each object has
+//! its own lock; the indexes are only held to look objects up.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crust_proto::cri;
+use crust_proto::monitor::{CreateRequest, EXIT_FILE, ErrorKind, ExitRecord, Reply, Request};
+
+use crate::cgroups::Hierarchy;
+use crate::container::{rootfs, spec, user};
+use crate::error::{Error, IoContext, Result};
+use crate::image::{Credentials, ImageRecord, ImageStore, ImageStoreConfig, RegistryConfig};
+use crate::monitor::MonitorError;
+use crate::monitor::client::{self, MonitorLauncher};
+use crate::store::{
+    ContainerRecord, ContainerState, PodRecord, PodState, Store, container_name_key, pod_name_key,
+};
+use crate::{fsutil, ids, now_nanos, pod};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent data (images, records, container layers).
+    pub root: PathBuf,
+    /// Runtime state (monitor sockets, pinned namespaces, exit records).
+    pub state: PathBuf,
+    /// Parent cgroup of pods that arrive without a `cgroup_parent`.
+    pub cgroup_root: String,
+    pub registry: RegistryConfig,
+    pub max_concurrent_downloads: usize,
+    pub pinned_images: Vec<String>,
+    pub launcher: MonitorLauncher,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    pub images: ImageStore,
+    pub store: Store,
+    pub hierarchy: Hierarchy,
+    min_oom_score_adj: i64,
+}
+
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn require<T>(v: Option<T>, field: &str) -> Result<T> {
+    v.ok_or_else(|| Error::InvalidArgument(format!("{field} is required")))
+}
+
+fn monitor_err(e: MonitorError) -> Error {
+    match e {
+        MonitorError::Remote {
+            kind: ErrorKind::NotFound,
+            message,
+        } => Error::NotFound(message),
+        MonitorError::Remote {
+            kind: ErrorKind::InvalidState,
+            message,
+        } => Error::FailedPrecondition(message),
+        other => Error::Monitor(other),
+    }
+}
+
+impl Engine {
+    pub fn open(cfg: EngineConfig) -> Result<Self> {
+        for d in [
+            &cfg.root,
+            &cfg.state,
+            &cfg.state.join("pods"),
+            &cfg.state.join("containers"),
+        ] {
+            fsutil::ensure_private_dir(d).ctx(|| format!("create {}", d.display()))?;
+        }
+        crate::cgroups::validate_path(&cfg.cgroup_root)
+            .map_err(|e| Error::InvalidArgument(format!("cgroup_root: {e}")))?;
+        let images = ImageStore::open(ImageStoreConfig {
+            root: cfg.root.clone(),
+            registry: cfg.registry.clone(),
+            max_concurrent_downloads: cfg.max_concurrent_downloads,
+            pinned: cfg.pinned_images.clone(),
+        })?;
+        let store = Store::open(&cfg.root)?;
+        let hierarchy = Hierarchy::detect().ctx(|| "detect cgroup hierarchy".into())?;
+        let engine = Engine {
+            cfg,
+            images,
+            store,
+            hierarchy,
+            min_oom_score_adj: spec::min_oom_score_adj(),
+        };
+        Ok(engine)
+    }
+
+    /// After a restart: containers that exited while the daemon was away get their recorded
+    /// exit; pods whose state dir is gone (a reboot) become NotReady.
+    pub async fn recover(&self) {
+        for pod in self.store.all_pods() {
+            let mut p = pod.lock().await;
+            if p.state == PodState::Ready
+                && !self
+                    .pod_dir(&p.id)
+                    .join(crate::monitor::SOCKET_FILE)
+                    .exists()
+            {
+                tracing::warn!(pod = %p.id, "pod monitor is gone; marking the pod NotReady");
+                p.state = PodState::NotReady;
+                let _ = self.store.save_pod(&p);
+            }
+        }
+        for c in self.store.all_containers() {
+            let mut c = c.lock().await;
+            self.refresh(&mut c);
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn pod_dir(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("pods").join(id)
+    }
+
+    fn exit_dir(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("containers").join(id)
+    }
+
+    // ---------------------------------------------------------------- images
+
+    pub async fn pull_image(&self, name: &str, creds: Credentials) -> Result<ImageRecord> {
+        Ok(self.images.pull(name, creds).await?)
+    }
+
+    pub fn image_status(&self, name: &str) -> Result<Option<ImageRecord>> {
+        Ok(self.images.resolve(name)?)
+    }
+
+    pub async fn remove_image(&self, name: &str) -> Result<()> {
+        let mut in_use = Vec::new();
+        for c in self.store.all_containers() {
+            in_use.extend(c.lock().await.chain_ids.clone());
+        }
+        self.images.remove(name, &in_use)?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- pods
+
+    pub async fn run_pod(
+        &self,
+        config: cri::PodSandboxConfig,
+        runtime_handler: &str,
+    ) -> Result<String> {
+        let meta = require(config.metadata.clone(), "config.metadata")?;
+        for (field, v) in [
+            ("name", &meta.name),
+            ("namespace", &meta.namespace),
+            ("uid", &meta.uid),
+        ] {
+            if v.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "config.metadata.{field} is required"
+                )));
+            }
+        }
+        if !runtime_handler.is_empty() && runtime_handler != "crust" && runtime_handler != "runc" {
+            return Err(Error::InvalidArgument(format!(
+                "unknown runtime handler {runtime_handler:?} (this node offers the default handler only)"
+            )));
+        }
+        let hostname = pod::hostname_for(&config)?;
+        let cgroup_parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        let id = ids::new_id();
+        let key = pod_name_key(&meta);
+        self.store.reserve_name(&key, &id, "pod sandbox")?;
+        let cgroup_path = if cgroup_parent.is_empty() {
+            format!("{}/{}", self.cfg.cgroup_root, id)
+        } else {
+            crate::cgroups::validate_path(&cgroup_parent)
+                .map_err(|e| Error::InvalidArgument(format!("config.linux.cgroup_parent: {e}")))?;
+            cgroup_parent
+        };
+        let mut rec = PodRecord {
+            id: id.clone(),
+            config,
+            state: PodState::Ready,
+            created_at: now_nanos(),
+            hostname,
+            cgroup_path,
+            owns_cgroup: false,
+            monitor_pid: 0,
+            runtime_handler: runtime_handler.to_string(),
+        };
+        match self.setup_pod(&mut rec).await {
+            Ok(()) => {
+                self.store.save_pod(&rec)?;
+                self.store
+                    .pods
+                    .write()
+                    .expect("pods lock")
+                    .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(rec)));
+                Ok(id)
+            }
+            Err(e) => {
+                self.teardown_pod_resources(&rec).await;
+                self.store.release_name(&key, &id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup_pod(&self, rec: &mut PodRecord) -> Result<()> {
+        let dir = self.pod_dir(&rec.id);
+        fsutil::ensure_private_dir(&dir).ctx(|| format!("create {}", dir.display()))?;
+        let dns = rec.config.dns_config.as_ref();
+        pod::write_files(&dir, &rec.hostname, dns)?;
+        pod::mount_shm(&dir)?;
+        rec.owns_cgroup = self
+            .hierarchy
+            .create(&rec.cgroup_path)
+            .ctx(|| format!("create pod cgroup {}", rec.cgroup_path))?;
+        rec.monitor_pid = self
+            .cfg
+            .launcher
+            .spawn(&rec.id, &dir, &rec.hostname)
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes setup_pod: monitor, mounts, cgroup, state dir. Each step tolerates "already gone".
+    async fn teardown_pod_resources(&self, rec: &PodRecord) {
+        let dir = self.pod_dir(&rec.id);
+        if client::is_alive(&dir).await {
+            let _ = client::call(&dir, &Request::Shutdown, SHORT_TIMEOUT).await;
+        }
+        if let Err(e) = pod::unmount_all(&dir) {
+            tracing::warn!(pod = %rec.id, err = %e, "unmount pod state");
+        }
+        if rec.owns_cgroup {
+            let _ = self.hierarchy.remove(&rec.cgroup_path);
+        }
+        let _ = fsutil::remove_dir_all_if_exists(&dir);
+    }
+
+    fn pod_containers(&self, pod_id: &str) -> Vec<crate::store::Shared<ContainerRecord>> {
+        self.store
+            .all_containers()
+            .into_iter()
+            .filter(|c| c.try_lock().map(|c| c.pod_id == pod_id).unwrap_or(true))
+            .collect()
+    }
+
+    pub async fn stop_pod(&self, id: &str) -> Result<()> {
+        let id = match Store::find_id(&self.store.pods, id, "pod sandbox") {
+            Ok(id) => id,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(pod) = self.store.pod(&id) else {
+            return Ok(());
+        };
+        let mut p = pod.lock().await;
+        for c in self.pod_containers(&id) {
+            let mut c = c.lock().await;
+            if c.pod_id == id {
+                self.stop_locked(&mut c, 0).await?;
+            }
+        }
+        let dir = self.pod_dir(&id);
+        if client::is_alive(&dir).await {
+            client::call(&dir, &Request::Shutdown, SHORT_TIMEOUT)
+                .await
+                .map_err(monitor_err)?;
+        }
+        if p.state != PodState::NotReady {
+            p.state = PodState::NotReady;
+            self.store.save_pod(&p)?;
+        }
+        Ok(())
+    }
+
+    pub async fn remove_pod(&self, id: &str) -> Result<()> {
+        let id = match Store::find_id(&self.store.pods, id, "pod sandbox") {
+            Ok(id) => id,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_pod(&id).await?;
+        for c in self.pod_containers(&id) {
+            let cid = c.lock().await.id.clone();
+            let belongs = c.lock().await.pod_id == id;
+            if belongs {
+                self.remove_container(&cid).await?;
+            }
+        }
+        let Some(pod) = self.store.pod(&id) else {
+            return Ok(());
+        };
+        let p = pod.lock().await;
+        self.teardown_pod_resources(&p).await;
+        self.store.delete_pod(&id)?;
+        if let Some(m) = &p.config.metadata {
+            self.store.release_name(&pod_name_key(m), &id);
+        }
+        Ok(())
+    }
+
+    pub async fn pod(&self, id: &str) -> Result<PodRecord> {
+        let id = Store::find_id(&self.store.pods, id, "pod sandbox")?;
+        let pod = self
+            .store
+            .pod(&id)
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
+        Ok(pod.lock().await.clone())
+    }
+
+    pub async fn list_pods(&self) -> Vec<PodRecord> {
+        let mut out = Vec::new();
+        for p in self.store.all_pods() {
+            out.push(p.lock().await.clone());
+        }
+        out.sort_by_key(|p| p.created_at);
+        out
+    }
+
+    /// The pod's pinned network namespace path (for status and CNI).
+    pub fn netns_path(&self, pod_id: &str) -> PathBuf {
+        crate::monitor::pin::ns_path(&self.pod_dir(pod_id), "net")
+    }
+
+    // ---------------------------------------------------------------- containers
+
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        config: cri::ContainerConfig,
+        sandbox_config: Option<&cri::PodSandboxConfig>,
+    ) -> Result<String> {
+        let pod_id = Store::find_id(&self.store.pods, pod_id, "pod sandbox")?;
+        let pod = self
+            .store
+            .pod(&pod_id)
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {pod_id} not found")))?;
+        let pod = pod.lock().await.clone();
+        if pod.state != PodState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {pod_id} is not ready; containers can only be created in a ready pod"
+            )));
+        }
+        let meta = require(config.metadata.clone(), "config.metadata")?;
+        if meta.name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "config.metadata.name is required".into(),
+            ));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "config.image.image is required".into(),
+            ));
+        }
+        let image = self.images.resolve(&image_name)?.ok_or_else(|| {
+            Error::NotFound(format!("image {image_name:?} not found; pull it first"))
+        })?;
+        let pod_meta = pod.config.metadata.clone().unwrap_or_default();
+        let log_dir = sandbox_config
+            .map(|s| s.log_directory.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| pod.config.log_directory.clone());
+        let log_path = if log_dir.is_empty() || config.log_path.is_empty() {
+            String::new()
+        } else {
+            if config.log_path.starts_with('/') || config.log_path.split('/').any(|c| c == "..") {
+                return Err(Error::InvalidArgument(format!(
+                    "config.log_path {:?} must be relative to the pod's log_directory, without '..'",
+                    config.log_path
+                )));
+            }
+            if !log_dir.starts_with('/') {
+                return Err(Error::InvalidArgument(format!(
+                    "log_directory {log_dir:?} must be absolute"
+                )));
+            }
+            Path::new(&log_dir)
+                .join(&config.log_path)
+                .display()
+                .to_string()
+        };
+        let stop_signal = parse_signal(&image.config.stop_signal).unwrap_or(libc::SIGTERM);
+
+        let id = ids::new_id();
+        let key = container_name_key(&meta, &pod_meta);
+        self.store.reserve_name(&key, &id, "container")?;
+        let bundle = self.store.container_dir(&id);
+        let mut rec = ContainerRecord {
+            id: id.clone(),
+            pod_id: pod_id.clone(),
+            config,
+            image_id: image.id.clone(),
+            image_name,
+            state: ContainerState::Created,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            log_path,
+            stop_signal,
+            chain_ids: image.chain_ids.clone(),
+            pid: 0,
+        };
+        match self.setup_container(&mut rec, &pod, &image, &bundle).await {
+            Ok(()) => {
+                self.store
+                    .containers
+                    .write()
+                    .expect("containers lock")
+                    .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(rec)));
+                Ok(id)
+            }
+            Err(e) => {
+                let dirs = rootfs::RootfsDirs::in_bundle(&bundle);
+                let _ = rootfs::unmount(&dirs);
+                let _ = fsutil::remove_dir_all_if_exists(&bundle);
+                let _ = fsutil::remove_dir_all_if_exists(&self.exit_dir(&id));
+                self.store.release_name(&key, &id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup_container(
+        &self,
+        rec: &mut ContainerRecord,
+        pod: &PodRecord,
+        image: &ImageRecord,
+        bundle: &Path,
+    ) -> Result<()> {
+        fsutil::ensure_private_dir(bundle).ctx(|| format!("create {}", bundle.display()))?;
+        let exit_dir = self.exit_dir(&rec.id);
+        fsutil::ensure_private_dir(&exit_dir).ctx(|| format!("create {}", exit_dir.display()))?;
+        let dirs = rootfs::RootfsDirs::in_bundle(bundle);
+        let lowers: Vec<PathBuf> = image
+            .chain_ids
+            .iter()
+            .map(|c| self.images.snapshot_path(c))
+            .collect();
+        for l in &lowers {
+            if !l.is_dir() {
+                return Err(Error::FailedPrecondition(format!(
+                    "image {} is missing layer snapshot {}; pull it again",
+                    image.id,
+                    l.display()
+                )));
+            }
+        }
+        rootfs::mount_overlay(&dirs, &lowers, &self.cfg.root.join("snapshots/.empty"))?;
+
+        let sc = rec
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref());
+        let user_spec = match sc {
+            Some(s) if !s.run_as_username.is_empty() => s.run_as_username.clone(),
+            Some(s) if s.run_as_user.is_some() => {
+                let uid = s.run_as_user.as_ref().map(|v| v.value).unwrap_or(0);
+                match &s.run_as_group {
+                    Some(g) => format!("{uid}:{}", g.value),
+                    None => uid.to_string(),
+                }
+            }
+            Some(s) if s.run_as_group.is_some() => {
+                return Err(Error::InvalidArgument(
+                    "security_context.run_as_group requires run_as_user or run_as_username".into(),
+                ));
+            }
+            _ => image.config.user.clone(),
+        };
+        let mut resolved = user::resolve_in_rootfs(&dirs.rootfs, &user_spec)?;
+        if let Some(s) = sc {
+            for g in &s.supplemental_groups {
+                let g = u32::try_from(*g).map_err(|_| {
+                    Error::InvalidArgument(format!("supplemental group {g} is out of range"))
+                })?;
+                if !resolved.additional_gids.contains(&g) {
+                    resolved.additional_gids.push(g);
+                }
+            }
+        }
+        let cgroups_path = format!("{}/{}", pod.cgroup_path, rec.id);
+        let spec = spec::build(&spec::SpecInput {
+            config: &rec.config,
+            image: &image.config,
+            rootfs: &dirs.rootfs,
+            pod_dir: &self.pod_dir(&pod.id),
+            hostname: &pod.hostname,
+            cgroups_path: &cgroups_path,
+            user: &resolved,
+            min_oom_score_adj: self.min_oom_score_adj,
+            cgroup_v2: matches!(self.hierarchy, Hierarchy::V2 { .. }),
+        })?;
+        let spec_bytes =
+            serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        fsutil::write_atomic(&bundle.join("config.json"), &spec_bytes)
+            .ctx(|| "write config.json".into())?;
+        // The record exists before the monitor creates anything, so a crash in between leaves
+        // a container the daemon knows about (and can remove), never an orphan.
+        self.store.save_container(rec)?;
+        let reply = client::call(
+            &self.pod_dir(&pod.id),
+            &Request::Create(CreateRequest {
+                id: rec.id.clone(),
+                bundle: bundle.display().to_string(),
+                log_path: rec.log_path.clone(),
+                exit_dir: exit_dir.display().to_string(),
+            }),
+            CREATE_TIMEOUT,
+        )
+        .await
+        .map_err(monitor_err)?;
+        if let Reply::Created { pid } = reply {
+            rec.pid = pid;
+        }
+        self.store.save_container(rec)?;
+        Ok(())
+    }
+
+    async fn container_shared(&self, id: &str) -> Result<crate::store::Shared<ContainerRecord>> {
+        let id = Store::find_id(&self.store.containers, id, "container")?;
+        self.store
+            .container(&id)
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let c = self.container_shared(id).await?;
+        let mut c = c.lock().await;
+        if c.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}; only a created container can be started",
+                c.id, c.state
+            )));
+        }
+        client::call(
+            &self.pod_dir(&c.pod_id),
+            &Request::Start { id: c.id.clone() },
+            SHORT_TIMEOUT,
+        )
+        .await
+        .map_err(monitor_err)?;
+        c.state = ContainerState::Running;
+        c.started_at = now_nanos();
+        self.store.save_container(&c)?;
+        Ok(())
+    }
+
+    /// Applies a recorded exit (from the monitor's exit file) to a running container's record.
+    fn refresh(&self, c: &mut ContainerRecord) {
+        if c.state != ContainerState::Running {
+            return;
+        }
+        if let Ok(Some(exit)) =
+            fsutil::read_json::<ExitRecord>(&self.exit_dir(&c.id).join(EXIT_FILE))
+        {
+            apply_exit(c, &exit);
+            if let Err(e) = self.store.save_container(c) {
+                tracing::warn!(id = %c.id, err = %e, "cannot persist exit");
+            }
+        }
+    }
+
+    async fn stop_locked(&self, c: &mut ContainerRecord, timeout_secs: i64) -> Result<()> {
+        self.refresh(c);
+        if !matches!(c.state, ContainerState::Running | ContainerState::Created) {
+            return Ok(());
+        }
+        let limit = Duration::from_secs(timeout_secs.max(0) as u64) + Duration::from_secs(40);
+        let req = Request::Stop {
+            id: c.id.clone(),
+            signal: c.stop_signal,
+            timeout_secs,
+        };
+        match client::call(&self.pod_dir(&c.pod_id), &req, limit).await {
+            Ok(Reply::Exited(exit)) => apply_exit(c, &exit),
+            Ok(other) => {
+                return Err(Error::Internal(format!(
+                    "unexpected monitor reply {other:?}"
+                )));
+            }
+            Err(MonitorError::Connect { .. })
+            | Err(MonitorError::Remote {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => {
+                // The monitor is gone (pod stopped, or it died): whatever it recorded stands.
+                self.refresh(c);
+                if matches!(c.state, ContainerState::Running | ContainerState::Created) {
+                    c.state = ContainerState::Exited;
+                    c.finished_at = now_nanos();
+                    c.exit_code = 255;
+                    c.reason = "Unknown".into();
+                    c.message =
+                        "the pod monitor exited without recording the container's exit".into();
+                }
+            }
+            Err(e) => return Err(monitor_err(e)),
+        }
+        self.store.save_container(c)?;
+        Ok(())
+    }
+
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
+        let c = self.container_shared(id).await?;
+        let mut c = c.lock().await;
+        self.stop_locked(&mut c, timeout_secs).await
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let c = match self.container_shared(id).await {
+            Ok(c) => c,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut c = c.lock().await;
+        self.stop_locked(&mut c, 0).await?;
+        let pod_dir = self.pod_dir(&c.pod_id);
+        match client::call(
+            &pod_dir,
+            &Request::Delete { id: c.id.clone() },
+            SHORT_TIMEOUT,
+        )
+        .await
+        {
+            Ok(_) | Err(MonitorError::Connect { .. }) => {}
+            Err(e) => return Err(monitor_err(e)),
+        }
+        let bundle = self.store.container_dir(&c.id);
+        rootfs::unmount(&rootfs::RootfsDirs::in_bundle(&bundle))?;
+        fsutil::remove_dir_all_if_exists(&bundle).ctx(|| format!("remove {}", bundle.display()))?;
+        let _ = fsutil::remove_dir_all_if_exists(&self.exit_dir(&c.id));
+        self.store
+            .containers
+            .write()
+            .expect("containers lock")
+            .remove(&c.id);
+        let pod_meta = match self.store.pod(&c.pod_id) {
+            Some(p) => p.lock().await.config.metadata.clone(),
+            None => None,
+        };
+        if let (Some(m), Some(pm)) = (&c.config.metadata, pod_meta) {
+            self.store.release_name(&container_name_key(m, &pm), &c.id);
+        }
+        c.state = ContainerState::Unknown;
+        Ok(())
+    }
+
+    pub async fn container(&self, id: &str) -> Result<ContainerRecord> {
+        let c = self.container_shared(id).await?;
+        let mut c = c.lock().await;
+        self.refresh(&mut c);
+        Ok(c.clone())
+    }
+
+    pub async fn list_containers(&self) -> Vec<ContainerRecord> {
+        let mut out = Vec::new();
+        for c in self.store.all_containers() {
+            let mut c = c.lock().await;
+            self.refresh(&mut c);
+            out.push(c.clone());
+        }
+        out.sort_by_key(|c| c.created_at);
+        out
+    }
+}
+
+fn apply_exit(c: &mut ContainerRecord, exit: &ExitRecord) {
+    c.state = ContainerState::Exited;
+    c.exit_code = exit.exit_code;
+    c.finished_at = exit.finished_at;
+    c.reason = if exit.oom_killed {
+        "OOMKilled".into()
+    } else if exit.exit_code == 0 {
+        "Completed".into()
+    } else {
+        "Error".into()
+    };
+}
+
+/// Parses an image StopSignal: `SIGTERM`, `TERM` or a number.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_parse() {
+        assert_eq!(parse_signal("SIGQUIT"), Some(3));
+        assert_eq!(parse_signal("term"), Some(15));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal(""), None);
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal("99"), None);
+    }
+}

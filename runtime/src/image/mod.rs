@@ -1,0 +1,558 @@
+//! Images: references, the registry client, the content store, layer snapshots and the image
+//! records that tie them together.
+//!
+//! On disk under the engine root:
+//! - `content/blobs/sha256/<hex>`: manifests, configs and layer blobs, verified before rename;
+//! - `snapshots/<chain-id hex>/`: one unpacked layer each, shared by every image that has it;
+//! - `images/<config hex>.json`: one record per image (its id is the config digest).
+
+pub mod oci;
+pub mod reference;
+pub mod registry;
+pub mod unpack;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::fsutil;
+use oci::{ImageConfigFile, ManifestDoc, RunConfig};
+pub use reference::{Reference, ReferenceError};
+pub use registry::{Credentials, RegistryConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("registry {url}: {message}")]
+    Registry { url: String, message: String },
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("invalid layer: {0}")]
+    BadLayer(String),
+    #[error("invalid manifest or config: {0}")]
+    BadManifest(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ImageError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ImageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// What the engine remembers about a pulled image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageRecord {
+    /// `sha256:` digest of the config blob: the image id and the CRI `image_ref`.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Bytes of the config and the (compressed) layers, as the registry served them.
+    pub size: u64,
+    pub config: RunConfig,
+    /// Layer chain ids, bottom layer first.
+    pub chain_ids: Vec<String>,
+    pub layer_digests: Vec<String>,
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageStoreConfig {
+    pub root: PathBuf,
+    pub registry: RegistryConfig,
+    /// Layers fetched at once per pull.
+    pub max_concurrent_downloads: usize,
+    /// Image names marked `pinned` (never garbage-collected by kubelet), e.g. the pause image.
+    pub pinned: Vec<String>,
+}
+
+pub struct ImageStore {
+    cfg: ImageStoreConfig,
+    http: reqwest::Client,
+    images: RwLock<HashMap<String, ImageRecord>>,
+    /// One lock per blob or snapshot being produced, so concurrent pulls fetch each once.
+    inflight: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+impl ImageStore {
+    pub fn open(cfg: ImageStoreConfig) -> Result<Self, ImageError> {
+        for d in ["content/blobs/sha256", "content/tmp", "snapshots", "images"] {
+            let p = cfg.root.join(d);
+            fsutil::ensure_private_dir(&p)
+                .map_err(|e| ImageError::io(format!("create {}", p.display()), e))?;
+        }
+        // Leftovers of a crash mid-pull: temp blobs and half-unpacked snapshots are never used.
+        let _ = fsutil::remove_dir_all_if_exists(&cfg.root.join("content/tmp"));
+        let _ = fsutil::ensure_private_dir(&cfg.root.join("content/tmp"));
+        if let Ok(rd) = std::fs::read_dir(cfg.root.join("snapshots")) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let mut images = HashMap::new();
+        let dir = cfg.root.join("images");
+        let rd = std::fs::read_dir(&dir)
+            .map_err(|e| ImageError::io(format!("read {}", dir.display()), e))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                match fsutil::read_json::<ImageRecord>(&p) {
+                    Ok(Some(rec)) => {
+                        images.insert(rec.id.clone(), rec);
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!(path = %p.display(), %err, "skipping unreadable image record")
+                    }
+                }
+            }
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("crust/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ImageError::Registry {
+                url: String::new(),
+                message: format!("HTTP client: {e}"),
+            })?;
+        Ok(ImageStore {
+            cfg,
+            http,
+            images: RwLock::new(images),
+            inflight: StdMutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.cfg.root
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.cfg
+            .root
+            .join("content/blobs/sha256")
+            .join(hex_of(digest))
+    }
+
+    pub fn snapshot_path(&self, chain_id: &str) -> PathBuf {
+        self.cfg.root.join("snapshots").join(hex_of(chain_id))
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.cfg
+            .root
+            .join("images")
+            .join(format!("{}.json", hex_of(id)))
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inflight.lock().expect("inflight lock poisoned");
+        map.retain(|_, v| Arc::strong_count(v) > 1);
+        map.entry(key.to_string()).or_default().clone()
+    }
+
+    pub fn list(&self) -> Vec<ImageRecord> {
+        let mut v: Vec<_> = self
+            .images
+            .read()
+            .expect("image lock")
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Finds an image by id (`sha256:…`, its hex, or an unambiguous hex prefix of 12+), by tag or
+    /// by digest reference. `Ok(None)` when absent; Err only for a malformed reference.
+    pub fn resolve(&self, name: &str) -> Result<Option<ImageRecord>, ImageError> {
+        let images = self.images.read().expect("image lock");
+        let hex = hex_of(name);
+        if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let found: Vec<_> = images
+                .values()
+                .filter(|r| hex_of(&r.id).starts_with(hex))
+                .collect();
+            if found.len() == 1 {
+                return Ok(Some(found[0].clone()));
+            }
+            if name.starts_with("sha256:") {
+                return Ok(None);
+            }
+        }
+        let r = Reference::parse(name)?;
+        let found = images.values().find(|rec| match &r.digest {
+            Some(d) => rec.repo_digests.contains(&r.with_digest(d)),
+            None => r.tagged().is_some_and(|t| rec.repo_tags.contains(&t)),
+        });
+        Ok(found.cloned())
+    }
+
+    /// Pulls `name` and returns its record. Layers already unpacked are not fetched again.
+    pub async fn pull(&self, name: &str, creds: Credentials) -> Result<ImageRecord, ImageError> {
+        let reference = Reference::parse(name)?;
+        let mut session =
+            registry::Session::new(self.http.clone(), &self.cfg.registry, &reference, creds);
+        let top = session.manifest(reference.manifest_ref()).await?;
+        let repo_digest = reference.with_digest(&top.digest);
+        let manifest = match ManifestDoc::parse(&top.bytes, &top.media_type)
+            .map_err(ImageError::BadManifest)?
+        {
+            ManifestDoc::Image(m) => m,
+            ManifestDoc::Index(idx) => {
+                let desc = idx.select("linux", oci_arch()).ok_or_else(|| {
+                    ImageError::NotFound(format!(
+                        "{reference} has no linux/{} image (it has: {})",
+                        oci_arch(),
+                        idx.platforms().join(", ")
+                    ))
+                })?;
+                let inner = session.manifest(&desc.digest).await?;
+                match ManifestDoc::parse(&inner.bytes, &inner.media_type)
+                    .map_err(ImageError::BadManifest)?
+                {
+                    ManifestDoc::Image(m) => m,
+                    ManifestDoc::Index(_) => {
+                        return Err(ImageError::BadManifest(format!(
+                            "{reference}: index entry {} is itself an index",
+                            desc.digest
+                        )));
+                    }
+                }
+            }
+        };
+        reference::validate_digest(&manifest.config.digest)
+            .map_err(|e| ImageError::BadManifest(format!("config digest: {e}")))?;
+        let config_bytes = match std::fs::read(self.blob_path(&manifest.config.digest)) {
+            Ok(b) if registry::sha256_digest(&b) == manifest.config.digest => b,
+            _ => {
+                let b = session
+                    .blob_bytes(&manifest.config.digest, 16 << 20)
+                    .await?;
+                self.store_blob_bytes(&manifest.config.digest, &b)?;
+                b
+            }
+        };
+        let config: ImageConfigFile = serde_json::from_slice(&config_bytes)
+            .map_err(|e| ImageError::BadManifest(format!("image config: {e}")))?;
+        let diff_ids = config
+            .rootfs
+            .as_ref()
+            .map(|r| r.diff_ids.clone())
+            .unwrap_or_default();
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::BadManifest(format!(
+                "{reference}: manifest has {} layers but the config lists {} diff ids",
+                manifest.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        for d in manifest
+            .layers
+            .iter()
+            .map(|l| &l.digest)
+            .chain(diff_ids.iter())
+        {
+            reference::validate_digest(d)
+                .map_err(|e| ImageError::BadManifest(format!("layer digest {d}: {e}")))?;
+        }
+        let chain_ids = chain_ids(&diff_ids);
+
+        // Fetch and unpack missing layers, a few at a time. Each layer is its own directory, so
+        // they can be unpacked in any order.
+        let session = tokio::sync::Mutex::new(session);
+        let session = &session;
+        let jobs: Vec<(oci::Descriptor, String, String)> = manifest
+            .layers
+            .iter()
+            .cloned()
+            .zip(diff_ids.iter().cloned())
+            .zip(chain_ids.iter().cloned())
+            .map(|((l, d), c)| (l, d, c))
+            .collect();
+        futures_util::stream::iter(jobs)
+            .map(|(layer, diff_id, chain_id)| async move {
+                self.ensure_snapshot(session, &layer, &diff_id, &chain_id)
+                    .await
+            })
+            .buffer_unordered(self.cfg.max_concurrent_downloads.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        let id = manifest.config.digest.clone();
+        let size = manifest.config.size.max(0) as u64
+            + manifest
+                .layers
+                .iter()
+                .map(|l| l.size.max(0) as u64)
+                .sum::<u64>();
+        let new_tag = reference.tagged();
+        let pinned = self.cfg.pinned.iter().any(|p| {
+            Reference::parse(p).is_ok_and(|pr| {
+                Some(pr.to_string()) == new_tag || pr.to_string() == reference.to_string()
+            })
+        });
+        let record = {
+            let mut images = self.images.write().expect("image lock");
+            // A tag moves to the newly pulled image: take it off any other image.
+            if let Some(tag) = &new_tag {
+                let mut changed = Vec::new();
+                for rec in images.values_mut() {
+                    if rec.id != id && rec.repo_tags.contains(tag) {
+                        rec.repo_tags.retain(|t| t != tag);
+                        changed.push(rec.clone());
+                    }
+                }
+                for rec in changed {
+                    self.persist(&rec)?;
+                }
+            }
+            let rec = images.entry(id.clone()).or_insert_with(|| ImageRecord {
+                id: id.clone(),
+                repo_tags: vec![],
+                repo_digests: vec![],
+                size,
+                config: config.config.clone().unwrap_or_default(),
+                chain_ids: chain_ids.clone(),
+                layer_digests: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+                pinned: false,
+            });
+            if let Some(tag) = new_tag
+                && !rec.repo_tags.contains(&tag)
+            {
+                rec.repo_tags.push(tag);
+            }
+            if !rec.repo_digests.contains(&repo_digest) {
+                rec.repo_digests.push(repo_digest);
+            }
+            rec.pinned |= pinned;
+            rec.clone()
+        };
+        self.persist(&record)?;
+        Ok(record)
+    }
+
+    fn persist(&self, rec: &ImageRecord) -> Result<(), ImageError> {
+        let p = self.record_path(&rec.id);
+        fsutil::write_json_atomic(&p, rec)
+            .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
+    }
+
+    fn store_blob_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        let p = self.blob_path(digest);
+        fsutil::write_atomic(&p, bytes)
+            .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
+    }
+
+    async fn ensure_snapshot(
+        &self,
+        session: &tokio::sync::Mutex<registry::Session>,
+        layer: &oci::Descriptor,
+        diff_id: &str,
+        chain_id: &str,
+    ) -> Result<(), ImageError> {
+        let snapshot = self.snapshot_path(chain_id);
+        if snapshot.is_dir() {
+            return Ok(());
+        }
+        let lock = self.lock_for(chain_id);
+        let _guard = lock.lock().await;
+        if snapshot.is_dir() {
+            return Ok(());
+        }
+        let blob = self.blob_path(&layer.digest);
+        if !blob.is_file() {
+            let blob_lock = self.lock_for(&layer.digest);
+            let _blob_guard = blob_lock.lock().await;
+            if !blob.is_file() {
+                let tmp = self.cfg.root.join("content/tmp").join(format!(
+                    "{}.{}.partial",
+                    hex_of(&layer.digest),
+                    rand::random::<u32>()
+                ));
+                // Each download works on a copy of the session (with the token the manifest
+                // fetch obtained), so layers stream in parallel.
+                let mut s = session.lock().await.clone();
+                s.blob_to_file(&layer.digest, layer.size.max(0) as u64, &tmp)
+                    .await?;
+                std::fs::rename(&tmp, &blob)
+                    .map_err(|e| ImageError::io(format!("store {}", blob.display()), e))?;
+            }
+        }
+        let tmp_dir = self
+            .cfg
+            .root
+            .join("snapshots")
+            .join(format!(".tmp-{}", rand::random::<u64>()));
+        std::fs::create_dir(&tmp_dir)
+            .map_err(|e| ImageError::io(format!("create {}", tmp_dir.display()), e))?;
+        let blob_for_task = blob.clone();
+        let dir_for_task = tmp_dir.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            unpack::unpack_layer(&blob_for_task, &dir_for_task)
+        })
+        .await
+        .map_err(|e| ImageError::BadLayer(format!("unpack task failed: {e}")))?;
+        let actual = match result {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp_dir);
+                return Err(e);
+            }
+        };
+        if actual != diff_id {
+            let _ = std::fs::remove_dir_all(&tmp_dir);
+            let _ = std::fs::remove_file(&blob);
+            return Err(ImageError::DigestMismatch {
+                what: format!("layer {} (uncompressed)", layer.digest),
+                expected: diff_id.to_string(),
+                actual,
+            });
+        }
+        std::fs::rename(&tmp_dir, &snapshot)
+            .map_err(|e| ImageError::io(format!("commit {}", snapshot.display()), e))?;
+        Ok(())
+    }
+
+    /// Removes an image by any of its names or its id, with all its tags. Returns the removed
+    /// record, or None when there was nothing to remove (removal is idempotent).
+    /// `in_use` lists chain ids that running or created containers still mount.
+    pub fn remove(&self, name: &str, in_use: &[String]) -> Result<Option<ImageRecord>, ImageError> {
+        let Some(rec) = self.resolve(name)? else {
+            return Ok(None);
+        };
+        let p = self.record_path(&rec.id);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ImageError::io(format!("remove {}", p.display()), e)),
+        }
+        self.images.write().expect("image lock").remove(&rec.id);
+        self.collect_garbage(in_use);
+        Ok(Some(rec))
+    }
+
+    /// Deletes snapshots and blobs that no image record and no container references.
+    pub fn collect_garbage(&self, in_use: &[String]) {
+        let images = self.images.read().expect("image lock");
+        let mut keep_snap: std::collections::HashSet<String> =
+            in_use.iter().map(|c| hex_of(c).to_string()).collect();
+        let mut keep_blob = std::collections::HashSet::new();
+        for rec in images.values() {
+            keep_snap.extend(rec.chain_ids.iter().map(|c| hex_of(c).to_string()));
+            keep_blob.insert(hex_of(&rec.id).to_string());
+            keep_blob.extend(rec.layer_digests.iter().map(|d| hex_of(d).to_string()));
+        }
+        drop(images);
+        let sweep = |dir: PathBuf, keep: &std::collections::HashSet<String>, is_dir: bool| {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if name.starts_with('.') || keep.contains(&name) {
+                        continue;
+                    }
+                    let res = if is_dir {
+                        std::fs::remove_dir_all(e.path())
+                    } else {
+                        std::fs::remove_file(e.path())
+                    };
+                    if let Err(err) = res {
+                        tracing::warn!(path = %e.path().display(), %err, "garbage collection failed");
+                    }
+                }
+            }
+        };
+        // Manifests are not kept as blobs, so every blob not named above is garbage.
+        sweep(self.cfg.root.join("snapshots"), &keep_snap, true);
+        sweep(
+            self.cfg.root.join("content/blobs/sha256"),
+            &keep_blob,
+            false,
+        );
+    }
+
+    /// Bytes and inodes used by blobs and snapshots.
+    pub fn usage(&self) -> (u64, u64) {
+        let (b1, i1) = unpack::disk_usage(&self.cfg.root.join("content"));
+        let (b2, i2) = unpack::disk_usage(&self.cfg.root.join("snapshots"));
+        (b1 + b2, i1 + i2)
+    }
+}
+
+/// Chain ids per the OCI image spec: the first is the first diff id, each next one is
+/// sha256 of "<previous chain id> <diff id>".
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(format!("{prev} {d}")))
+            ),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// This machine's architecture in OCI's platform vocabulary.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let a = "sha256:aaaa".to_string();
+        let b = "sha256:bbbb".to_string();
+        let c = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(c[0], a);
+        assert_eq!(
+            c[1],
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest("sha256:aaaa sha256:bbbb"))
+            )
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! A client for the OCI distribution API: manifests and blobs, with Basic and Bearer token auth.
+//!
+//! One [`Session`] per pull and repository: credentials never leak between pulls (the trap
+//! oci-client has, where a shared client keeps the first credentials it saw).
+
+use std::path::Path;
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::ImageError;
+use super::reference::Reference;
+
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const MEDIA_DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1";
+
+/// Credentials for one pull, from the CRI AuthConfig. Debug never prints secrets.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    /// A bearer token to present as is (CRI `registry_token`).
+    pub registry_token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("registry_token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    fn has_basic(&self) -> bool {
+        !self.username.is_empty()
+    }
+}
+
+/// How the engine reaches registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// Registry hosts (`host:port`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Session {
+    http: reqwest::Client,
+    base: String,
+    repository: String,
+    creds: Credentials,
+    auth_header: Option<String>,
+}
+
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    /// `sha256:…` of the bytes as served.
+    pub digest: String,
+}
+
+impl Session {
+    pub fn new(
+        http: reqwest::Client,
+        cfg: &RegistryConfig,
+        reference: &Reference,
+        creds: Credentials,
+    ) -> Self {
+        let scheme = if cfg.insecure.iter().any(|h| h == &reference.registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let host = if reference.registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &reference.registry
+        };
+        let auth_header =
+            (!creds.registry_token.is_empty()).then(|| format!("Bearer {}", creds.registry_token));
+        Session {
+            http,
+            base: format!("{scheme}://{host}/v2"),
+            repository: reference.repository.clone(),
+            creds,
+            auth_header,
+        }
+    }
+
+    /// GET with auth: on a 401 the challenge is answered once and the request retried.
+    async fn get(
+        &mut self,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, ImageError> {
+        let mut answered = false;
+        loop {
+            let mut req = self.http.get(url);
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if let Some(h) = &self.auth_header {
+                req = req.header(AUTHORIZATION, h);
+            }
+            let resp = req.send().await.map_err(|e| ImageError::Registry {
+                url: url.to_string(),
+                message: transport_message(&e),
+            })?;
+            if resp.status() != StatusCode::UNAUTHORIZED || answered {
+                return Ok(resp);
+            }
+            answered = true;
+            let challenge = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            self.answer_challenge(&challenge, url).await?;
+        }
+    }
+
+    async fn answer_challenge(&mut self, challenge: &str, url: &str) -> Result<(), ImageError> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            if !self.creds.has_basic() {
+                return Err(ImageError::Unauthorized(format!(
+                    "{url} requires credentials and none were given"
+                )));
+            }
+            self.auth_header = Some(basic_header(&self.creds));
+            return Ok(());
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ImageError::Unauthorized(format!(
+                "{url} answered with an unsupported auth challenge {scheme:?}"
+            )));
+        }
+        let params = parse_challenge_params(params);
+        let realm = params
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| {
+                ImageError::Unauthorized(format!("{url}: bearer challenge has no realm"))
+            })?;
+        let mut token_url = reqwest::Url::parse(&realm).map_err(|e| ImageError::Registry {
+            url: realm.clone(),
+            message: format!("bad token realm: {e}"),
+        })?;
+        {
+            let mut q = token_url.query_pairs_mut();
+            if let Some((_, s)) = params.iter().find(|(k, _)| k == "service") {
+                q.append_pair("service", s);
+            }
+            let scope = params
+                .iter()
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+            q.append_pair("scope", &scope);
+        }
+        let mut req = self.http.get(token_url.clone());
+        if self.creds.has_basic() {
+            req = req.header(AUTHORIZATION, basic_header(&self.creds));
+        }
+        let resp = req.send().await.map_err(|e| ImageError::Registry {
+            url: token_url.to_string(),
+            message: transport_message(&e),
+        })?;
+        if !resp.status().is_success() {
+            return Err(ImageError::Unauthorized(format!(
+                "token endpoint {} refused: {}",
+                token_url.origin().ascii_serialization(),
+                resp.status()
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenReply {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let reply: TokenReply = json_body(resp).await?;
+        let token = reply
+            .token
+            .or(reply.access_token)
+            .ok_or_else(|| ImageError::Unauthorized("token endpoint returned no token".into()))?;
+        self.auth_header = Some(format!("Bearer {token}"));
+        Ok(())
+    }
+
+    /// Fetches a manifest or index by tag or digest.
+    pub async fn manifest(&mut self, reference: &str) -> Result<FetchedManifest, ImageError> {
+        let url = format!("{}/{}/manifests/{reference}", self.base, self.repository);
+        let accept = [
+            MEDIA_OCI_INDEX,
+            MEDIA_OCI_MANIFEST,
+            MEDIA_DOCKER_LIST,
+            MEDIA_DOCKER_MANIFEST,
+        ]
+        .join(", ");
+        let resp = self.get(&url, Some(&accept)).await?;
+        let resp = check_status(resp, &url, reference)?;
+        let media_type = content_type(resp.headers());
+        let bytes = read_limited(resp, 8 << 20, &url).await?;
+        let digest = sha256_digest(&bytes);
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(ImageError::DigestMismatch {
+                what: url,
+                expected: reference.to_string(),
+                actual: digest,
+            });
+        }
+        if media_type.starts_with(MEDIA_DOCKER_SCHEMA1) {
+            return Err(ImageError::Unsupported(format!(
+                "{url} is a Docker schema 1 manifest, which crust does not pull; push the image again with a current client"
+            )));
+        }
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Fetches a small blob (an image config) into memory and verifies its digest.
+    pub async fn blob_bytes(&mut self, digest: &str, limit: u64) -> Result<Vec<u8>, ImageError> {
+        let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
+        let resp = self.get(&url, None).await?;
+        let resp = check_status(resp, &url, digest)?;
+        let bytes = read_limited(resp, limit, &url).await?;
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                what: url,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Streams a blob into `dest` (a temp path), hashing as bytes arrive. The file is complete and
+    /// verified when this returns Ok; on any error it is removed.
+    pub async fn blob_to_file(
+        &mut self,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+    ) -> Result<u64, ImageError> {
+        let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
+        let result = async {
+            let resp = self.get(&url, None).await?;
+            let resp = check_status(resp, &url, digest)?;
+            let mut file = tokio::fs::File::create(dest)
+                .await
+                .map_err(|e| ImageError::io(format!("create {}", dest.display()), e))?;
+            let mut hasher = Sha256::new();
+            let mut written = 0u64;
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ImageError::Registry {
+                    url: url.clone(),
+                    message: transport_message(&e),
+                })?;
+                written += chunk.len() as u64;
+                if size > 0 && written > size {
+                    return Err(ImageError::DigestMismatch {
+                        what: url.clone(),
+                        expected: format!("{digest} ({size} bytes)"),
+                        actual: format!("more than {size} bytes"),
+                    });
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| ImageError::io(format!("write {}", dest.display()), e))?;
+            }
+            file.sync_data()
+                .await
+                .map_err(|e| ImageError::io(format!("sync {}", dest.display()), e))?;
+            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+            if actual != digest || (size > 0 && written != size) {
+                return Err(ImageError::DigestMismatch {
+                    what: url.clone(),
+                    expected: digest.to_string(),
+                    actual,
+                });
+            }
+            Ok(written)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        result
+    }
+}
+
+fn basic_header(c: &Credentials) -> String {
+    let raw = format!("{}:{}", c.username, c.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// Parses `realm="…",service="…",scope="…"` (quoted values may contain commas).
+fn parse_challenge_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else { break };
+        let key = rest[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(stripped) = rest.strip_prefix('"') {
+            let end = stripped.find('"').unwrap_or(stripped.len());
+            value = stripped[..end].to_string();
+            rest = stripped.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start_matches(',').trim_start();
+        out.push((key, value));
+    }
+    out
+}
+
+fn content_type(h: &HeaderMap) -> String {
+    h.get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
+fn check_status(
+    resp: reqwest::Response,
+    url: &str,
+    what: &str,
+) -> Result<reqwest::Response, ImageError> {
+    match resp.status() {
+        s if s.is_success() => Ok(resp),
+        StatusCode::NOT_FOUND => Err(ImageError::NotFound(format!(
+            "{what} not found in the registry ({url})"
+        ))),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ImageError::Unauthorized(format!(
+            "{url}: {} (check the pull credentials)",
+            resp.status()
+        ))),
+        s => Err(ImageError::Registry {
+            url: url.to_string(),
+            message: format!("HTTP {s}"),
+        }),
+    }
+}
+
+async fn read_limited(
+    resp: reqwest::Response,
+    limit: u64,
+    url: &str,
+) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ImageError::Registry {
+            url: url.to_string(),
+            message: transport_message(&e),
+        })?;
+        if out.len() as u64 + chunk.len() as u64 > limit {
+            return Err(ImageError::Registry {
+                url: url.to_string(),
+                message: format!("response larger than {limit} bytes"),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// reqwest's Display for transport errors hides the cause; walk the chain for a useful line.
+fn transport_message(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+) -> Result<T, ImageError> {
+    let url = resp.url().to_string();
+    let bytes = read_limited(resp, 1 << 20, &url).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ImageError::Registry {
+        url,
+        message: format!("invalid JSON: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_params_parse_with_quoted_commas() {
+        let p = parse_challenge_params(
+            r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
+        assert_eq!(p[1], ("service".into(), "registry.example".into()));
+        assert_eq!(p[2], ("scope".into(), "repository:a/b:pull,push".into()));
+    }
+
+    #[test]
+    fn credentials_debug_hides_secrets() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+            registry_token: "tok".into(),
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("tok\""));
+    }
+}

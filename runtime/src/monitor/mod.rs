@@ -1,0 +1,47 @@
+//! The per-pod monitor: a single-threaded process, started by the daemon with a fresh exec of
+//! crust's own binary, that owns what must outlive the daemon — the pod's pinned namespaces, its
+//! containers' stdio and CRI logs, reaping, and the exit records.
+//!
+//! - [`server`]: the monitor process itself (request loop, container lifecycle);
+//! - [`reaper`]: reaps children and turns wait statuses into exit records;
+//! - [`log_writer`]: the CRI log format;
+//! - [`pin`]: namespace pinning for the pod sandbox;
+//! - [`client`]: the daemon's side (spawn, requests).
+
+pub mod client;
+pub mod log_writer;
+pub mod pin;
+pub mod reaper;
+pub mod server;
+
+use crust_proto::monitor::{ErrorKind, FrameError};
+
+/// File names inside a pod's state dir.
+pub const SOCKET_FILE: &str = "monitor.sock";
+pub const LOG_FILE: &str = "monitor.log";
+pub const PID_FILE: &str = "monitor.pid";
+pub const NS_DIR: &str = "ns";
+/// Namespaces a pod shares among its containers, pinned by bind mounts in `NS_DIR`.
+pub const POD_NAMESPACES: &[&str] = &["net", "ipc", "uts"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot start the pod monitor: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the pod monitor failed to start: {0}")]
+    Startup(String),
+    #[error("cannot reach the pod monitor at {socket}: {source}")]
+    Connect {
+        socket: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Protocol(#[from] FrameError),
+    #[error("the pod monitor did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("{message}")]
+    Remote { kind: ErrorKind, message: String },
+    #[error("unexpected reply from the pod monitor: {0}")]
+    Unexpected(String),
+}

@@ -1,0 +1,487 @@
+//! The monitor process. Single-threaded on purpose: libcontainer's `build()` clones the calling
+//! process, which deadlocks when other threads hold allocator locks. The request loop runs on a
+//! current-thread tokio runtime that never spawns blocking threads, and `create` checks that
+//! the process really has one thread before it calls libcontainer.
+//!
+//! Nothing here writes to fd 2: the monitor logs to a file in the pod's state dir, because
+//! libcontainer's log lines would otherwise leak into container output.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crust_proto::monitor::{self, CreateRequest, ErrorKind, ExitRecord, Reply, Request};
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use super::log_writer::{self, LineSplitter, Stream};
+use super::{LOG_FILE, PID_FILE, SOCKET_FILE, pin, reaper};
+
+/// How the daemon starts a monitor (`crustd monitor …`).
+#[derive(Debug, Clone)]
+pub struct MonitorArgs {
+    pub pod_id: String,
+    /// The pod's state dir (0700): socket, log, pinned namespaces, libcontainer state.
+    pub dir: PathBuf,
+    pub hostname: String,
+    /// fd on which to report readiness ("ok") or a startup error, then close.
+    pub ready_fd: Option<i32>,
+    pub max_log_line: usize,
+}
+
+struct Ctr {
+    pid: i32,
+    exit: watch::Sender<Option<ExitRecord>>,
+    exit_dir: PathBuf,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+}
+
+struct Monitor {
+    lc_root: PathBuf,
+    max_log_line: usize,
+    ctrs: RefCell<HashMap<String, Ctr>>,
+    shutdown: watch::Sender<bool>,
+    socket: PathBuf,
+}
+
+/// Runs the monitor until the pod is shut down. Call it before any other thread exists.
+pub fn run(args: MonitorArgs) -> std::io::Result<()> {
+    let ready = args.ready_fd.map(|fd| {
+        // SAFETY: the daemon passes this fd open for us and nothing else in the process owns it.
+        File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    match setup(&args) {
+        Ok(listener_std) => {
+            if let Some(mut r) = ready {
+                use std::io::Write;
+                let _ = r.write_all(b"ok");
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, serve(args, listener_std))
+        }
+        Err(e) => {
+            tracing::error!(err = %e, "monitor startup failed");
+            if let Some(mut r) = ready {
+                use std::io::Write;
+                let _ = r.write_all(e.to_string().as_bytes());
+            }
+            Err(e)
+        }
+    }
+}
+
+fn setup(args: &MonitorArgs) -> std::io::Result<std::os::unix::net::UnixListener> {
+    init_logging(&args.dir.join(LOG_FILE));
+    tracing::info!(pod = %args.pod_id, pid = std::process::id(), "monitor starting");
+    reaper::become_subreaper()?;
+    pin::pin_namespaces(&args.dir, &args.hostname)?;
+    std::fs::create_dir_all(args.dir.join("lc"))?;
+    let sock = args.dir.join(SOCKET_FILE);
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock)?;
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&sock)?.permissions(),
+        0o600,
+    );
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    crate::fsutil::write_atomic(
+        &args.dir.join(PID_FILE),
+        std::process::id().to_string().as_bytes(),
+    )?;
+    Ok(listener)
+}
+
+fn init_logging(path: &Path) {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let filter = std::env::var("CRUST_MONITOR_LOG")
+        .unwrap_or_else(|_| "info,libcgroups=error,libcontainer=warn".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+}
+
+async fn serve(
+    args: MonitorArgs,
+    listener: std::os::unix::net::UnixListener,
+) -> std::io::Result<()> {
+    let listener = UnixListener::from_std(listener)?;
+    let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+    // The daemon may be stopped with a signal to its process group; the monitor is in its own
+    // session, but ignore SIGTERM/SIGINT/SIGHUP anyway: only a Shutdown request ends a pod.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let mon = Rc::new(Monitor {
+        lc_root: args.dir.join("lc"),
+        max_log_line: args.max_log_line,
+        ctrs: RefCell::new(HashMap::new()),
+        shutdown,
+        socket: args.dir.join(SOCKET_FILE),
+    });
+    loop {
+        tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok((stream, _)) => {
+                    let mon = mon.clone();
+                    tokio::task::spawn_local(async move { handle_conn(mon, stream).await });
+                }
+                Err(e) => tracing::warn!(err = %e, "accept failed"),
+            },
+            _ = sigchld.recv() => mon.on_sigchld(),
+            _ = sigterm.recv() => tracing::info!("ignoring SIGTERM; the pod ends with a shutdown request"),
+            _ = sighup.recv() => {},
+            _ = shutdown_rx.changed() => break,
+        }
+    }
+    drop(listener);
+    // Let the reply to the shutdown request go out.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = std::fs::remove_file(args.dir.join(SOCKET_FILE));
+    let _ = std::fs::remove_file(args.dir.join(PID_FILE));
+    tracing::info!("monitor exiting");
+    Ok(())
+}
+
+async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
+    let req: Request = match monitor::read_frame(&mut stream).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(err = %e, "bad request");
+            return;
+        }
+    };
+    tracing::debug!(?req, "request");
+    let reply = match req {
+        Request::Create(c) => mon.create(c),
+        Request::Start { id } => mon.start(&id),
+        Request::Stop {
+            id,
+            signal,
+            timeout_secs,
+        } => mon.stop(&id, signal, timeout_secs).await,
+        Request::Delete { id } => mon.delete(&id).await,
+        Request::Ping => Reply::Pong {
+            pid: std::process::id() as i32,
+            containers: mon.ctrs.borrow().keys().cloned().collect(),
+        },
+        Request::Shutdown => {
+            let ids: Vec<String> = mon.ctrs.borrow().keys().cloned().collect();
+            for id in ids {
+                let _ = mon.delete(&id).await;
+            }
+            // New connections must fail from now on: the daemon treats a missing socket as
+            // "monitor gone", while a connection nobody serves would hang or reset.
+            let _ = std::fs::remove_file(&mon.socket);
+            let _ = mon.shutdown.send(true);
+            Reply::Ok
+        }
+    };
+    if let Err(e) = monitor::write_frame(&mut stream, &reply).await {
+        tracing::warn!(err = %e, "reply failed");
+    }
+    // Keep the connection until the client has read the reply and closed it.
+    let mut sink = [0u8; 1];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut sink)).await;
+}
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> Reply {
+    Reply::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+impl Monitor {
+    fn create(self: &Rc<Self>, req: CreateRequest) -> Reply {
+        if self.ctrs.borrow().contains_key(&req.id) {
+            return err(
+                ErrorKind::InvalidState,
+                format!("container {} already exists in this pod", req.id),
+            );
+        }
+        if thread_count() != 1 {
+            return err(
+                ErrorKind::Failed,
+                "monitor is not single-threaded; refusing to fork a container",
+            );
+        }
+        let log = if req.log_path.is_empty() {
+            None
+        } else {
+            match log_writer::open_log(Path::new(&req.log_path)) {
+                Ok(f) => Some(Rc::new(RefCell::new(f))),
+                Err(e) => return err(ErrorKind::Failed, format!("open log {}: {e}", req.log_path)),
+            }
+        };
+        let pipes = (|| -> std::io::Result<_> {
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let devnull = File::open("/dev/null")?;
+            Ok((out_r, out_w, err_r, err_w, devnull))
+        })();
+        let (out_r, out_w, err_r, err_w, devnull) = match pipes {
+            Ok(p) => p,
+            Err(e) => return err(ErrorKind::Failed, format!("stdio pipes: {e}")),
+        };
+        let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(&self.lc_root)
+            .and_then(|b| {
+                b.with_stdin(devnull)
+                    .with_stdout(out_w)
+                    .with_stderr(err_w)
+                    .validate_id()
+            })
+            .and_then(|b| {
+                b.as_init(&req.bundle)
+                    .with_systemd(false)
+                    .with_detach(true)
+                    .build()
+            });
+        let container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(id = %req.id, err = %e, "create failed");
+                // libcontainer may have left its state dir behind; it is ours to clear.
+                let _ = std::fs::remove_dir_all(self.lc_root.join(&req.id));
+                return err(ErrorKind::Failed, format!("create container: {e}"));
+            }
+        };
+        let Some(pid) = container.pid().map(|p| p.as_raw()) else {
+            return err(ErrorKind::Failed, "libcontainer returned no pid");
+        };
+        let mut pumps = Vec::new();
+        for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                Ok(rx) => pumps.push(tokio::task::spawn_local(pump(
+                    rx,
+                    stream,
+                    log.clone(),
+                    self.max_log_line,
+                ))),
+                Err(e) => return err(ErrorKind::Failed, format!("watch stdio: {e}")),
+            }
+        }
+        let (exit, _) = watch::channel(None);
+        self.ctrs.borrow_mut().insert(
+            req.id.clone(),
+            Ctr {
+                pid,
+                exit,
+                exit_dir: PathBuf::from(req.exit_dir),
+                pumps,
+            },
+        );
+        tracing::info!(id = %req.id, pid, "container created");
+        Reply::Created { pid }
+    }
+
+    fn start(&self, id: &str) -> Reply {
+        if !self.ctrs.borrow().contains_key(id) {
+            return err(
+                ErrorKind::NotFound,
+                format!("container {id} is not in this pod's monitor"),
+            );
+        }
+        match Container::load(self.lc_root.join(id)).and_then(|mut c| c.start()) {
+            Ok(()) => {
+                tracing::info!(id, "container started");
+                Reply::Ok
+            }
+            Err(e) => err(
+                ErrorKind::InvalidState,
+                format!("start container {id}: {e}"),
+            ),
+        }
+    }
+
+    fn on_sigchld(self: &Rc<Self>) {
+        for (pid, rec) in reaper::reap_all() {
+            let found = self
+                .ctrs
+                .borrow_mut()
+                .iter_mut()
+                .find(|(_, c)| c.pid == pid)
+                .map(|(id, c)| {
+                    (
+                        id.clone(),
+                        std::mem::take(&mut c.pumps),
+                        c.exit.clone(),
+                        c.exit_dir.clone(),
+                    )
+                });
+            let Some((id, pumps, exit, exit_dir)) = found else {
+                tracing::debug!(pid, "reaped a process that is not a container init");
+                continue;
+            };
+            tracing::info!(%id, pid, code = rec.exit_code, "container exited");
+            tokio::task::spawn_local(async move {
+                // The init is gone, so its PID namespace is too and the pipes reach EOF soon; wait
+                // for the last output so the log is complete before the exit becomes visible.
+                for p in pumps {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+                }
+                if let Err(e) =
+                    crate::fsutil::write_json_atomic(&exit_dir.join(monitor::EXIT_FILE), &rec)
+                {
+                    tracing::error!(%id, err = %e, "cannot record exit");
+                }
+                exit.send_replace(Some(rec));
+            });
+        }
+    }
+
+    async fn wait_exit(&self, id: &str, limit: Duration) -> Option<ExitRecord> {
+        let mut rx = self.ctrs.borrow().get(id)?.exit.subscribe();
+        let res = tokio::time::timeout(limit, rx.wait_for(|e| e.is_some())).await;
+        match res {
+            Ok(Ok(v)) => v.clone(),
+            _ => None,
+        }
+    }
+
+    fn signal(&self, id: &str, sig: Signal) {
+        let pid = self.ctrs.borrow().get(id).map(|c| c.pid);
+        if let Some(pid) = pid
+            && let Err(e) = kill(Pid::from_raw(pid), sig)
+            && e != nix::errno::Errno::ESRCH
+        {
+            tracing::warn!(id, pid, err = %e, "kill failed");
+        }
+    }
+
+    fn exited(&self, id: &str) -> Option<Option<ExitRecord>> {
+        self.ctrs.borrow().get(id).map(|c| c.exit.borrow().clone())
+    }
+
+    async fn stop(&self, id: &str, signal: i32, timeout_secs: i64) -> Reply {
+        match self.exited(id) {
+            None => {
+                return err(
+                    ErrorKind::NotFound,
+                    format!("container {id} is not in this pod's monitor"),
+                );
+            }
+            Some(Some(rec)) => return Reply::Exited(rec),
+            Some(None) => {}
+        }
+        if timeout_secs > 0 {
+            let sig = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
+            self.signal(id, sig);
+            if let Some(rec) = self
+                .wait_exit(id, Duration::from_secs(timeout_secs as u64))
+                .await
+            {
+                return Reply::Exited(rec);
+            }
+            tracing::info!(id, timeout_secs, "grace period over; killing");
+        }
+        self.signal(id, Signal::SIGKILL);
+        match self.wait_exit(id, Duration::from_secs(30)).await {
+            Some(rec) => Reply::Exited(rec),
+            None => err(
+                ErrorKind::Failed,
+                format!("container {id} did not die after SIGKILL"),
+            ),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Reply {
+        match self.exited(id) {
+            None => {}
+            Some(None) => {
+                self.signal(id, Signal::SIGKILL);
+                if self.wait_exit(id, Duration::from_secs(30)).await.is_none() {
+                    return err(
+                        ErrorKind::Failed,
+                        format!("container {id} did not die after SIGKILL"),
+                    );
+                }
+            }
+            Some(Some(_)) => {}
+        }
+        self.ctrs.borrow_mut().remove(id);
+        let state = self.lc_root.join(id);
+        if state.exists() {
+            match Container::load(state.clone()).and_then(|mut c| c.delete(true)) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(id, err = %e, "libcontainer delete failed; removing its state");
+                    let _ = std::fs::remove_dir_all(&state);
+                }
+            }
+        }
+        Reply::Ok
+    }
+}
+
+/// Copies one stdio pipe into the CRI log until EOF.
+async fn pump(
+    mut rx: tokio::net::unix::pipe::Receiver,
+    stream: Stream,
+    log: Option<Rc<RefCell<File>>>,
+    max_line: usize,
+) {
+    let mut splitter = LineSplitter::new(max_line);
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut records: Vec<(Vec<u8>, bool)> = Vec::new();
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) => 0,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        let mut emit = |c: &[u8], p: bool| records.push((c.to_vec(), p));
+        if n == 0 {
+            splitter.finish(&mut emit);
+        } else {
+            splitter.feed(&buf[..n], &mut emit);
+        }
+        if let Some(log) = &log
+            && !records.is_empty()
+        {
+            if let Err(e) = log_writer::write_records(&mut log.borrow_mut(), stream, &records) {
+                tracing::warn!(err = %e, "log write failed");
+            }
+        }
+        records.clear();
+        if n == 0 {
+            return;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Pod sandbox files: hostname, hosts, resolv.conf and the pod's /dev/shm, all kept in the pod's
+//! state dir and bind-mounted into each of its containers.
+
+use std::fs;
+use std::path::Path;
+
+use crust_proto::cri;
+use nix::mount::MsFlags;
+
+use crate::error::{Error, IoContext, Result};
+
+pub const HOSTNAME_FILE: &str = "hostname";
+pub const HOSTS_FILE: &str = "hosts";
+pub const RESOLV_FILE: &str = "resolv.conf";
+pub const SHM_DIR: &str = "shm";
+/// Docker's and containerd's default /dev/shm size.
+pub const SHM_SIZE: u64 = 64 << 20;
+
+/// The hostname a pod gets: the CRI one, else the pod name (as containerd does), cut to the
+/// kernel's 64-byte limit.
+pub fn hostname_for(config: &cri::PodSandboxConfig) -> Result<String> {
+    let name = if !config.hostname.is_empty() {
+        config.hostname.clone()
+    } else {
+        config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default()
+    };
+    if name.len() > 64
+        || name
+            .bytes()
+            .any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "hostname {name:?} is not a valid hostname (at most 64 of a-z, 0-9, '-', '.')"
+        )));
+    }
+    Ok(name)
+}
+
+/// Writes hostname, hosts and resolv.conf for the pod.
+pub fn write_files(dir: &Path, hostname: &str, dns: Option<&cri::DnsConfig>) -> Result<()> {
+    fs::write(dir.join(HOSTNAME_FILE), format!("{hostname}\n"))
+        .ctx(|| "write pod hostname".into())?;
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+    );
+    fs::write(dir.join(HOSTS_FILE), hosts).ctx(|| "write pod hosts".into())?;
+    let resolv = match dns {
+        Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => {
+            resolv_conf(d)?
+        }
+        _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    fs::write(dir.join(RESOLV_FILE), resolv).ctx(|| "write pod resolv.conf".into())?;
+    Ok(())
+}
+
+fn resolv_conf(d: &cri::DnsConfig) -> Result<String> {
+    let bad = |what: &str, v: &str| {
+        Error::InvalidArgument(format!(
+            "dns_config {what} {v:?} contains whitespace or control characters"
+        ))
+    };
+    let clean = |v: &str| !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    let mut out = String::new();
+    for s in &d.servers {
+        if !clean(s) {
+            return Err(bad("server", s));
+        }
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !d.searches.is_empty() {
+        for s in &d.searches {
+            if !clean(s) {
+                return Err(bad("search", s));
+            }
+        }
+        out.push_str(&format!("search {}\n", d.searches.join(" ")));
+    }
+    if !d.options.is_empty() {
+        for s in &d.options {
+            if !clean(s) {
+                return Err(bad("option", s));
+            }
+        }
+        out.push_str(&format!("options {}\n", d.options.join(" ")));
+    }
+    Ok(out)
+}
+
+/// Mounts the pod's shared /dev/shm (a tmpfs, shared through the pod's IPC namespace).
+pub fn mount_shm(dir: &Path) -> Result<()> {
+    let shm = dir.join(SHM_DIR);
+    fs::create_dir_all(&shm).ctx(|| format!("create {}", shm.display()))?;
+    if crate::monitor::pin::is_pinned(&shm) {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(format!("mode=1777,size={SHM_SIZE}").as_str()),
+    )
+    .ctx(|| format!("mount tmpfs on {}", shm.display()))
+}
+
+/// Unmounts everything the pod mounted in its state dir. Missing mounts are fine.
+pub fn unmount_all(dir: &Path) -> Result<()> {
+    crate::fsutil::unmount_if_mounted(&dir.join(SHM_DIR)).ctx(|| "unmount pod shm".into())?;
+    crate::monitor::pin::unpin_namespaces(dir).ctx(|| "unpin pod namespaces".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_config_renders_and_rejects_injection() {
+        let d = cri::DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
+        assert_eq!(
+            resolv_conf(&d).unwrap(),
+            "nameserver 10.0.0.10\nsearch ns.svc.cluster.local svc.cluster.local\noptions ndots:5\n"
+        );
+        let evil = cri::DnsConfig {
+            servers: vec!["1.1.1.1\nnameserver 6.6.6.6".into()],
+            ..Default::default()
+        };
+        assert!(resolv_conf(&evil).is_err());
+    }
+
+    #[test]
+    fn hostname_defaults_to_pod_name_and_is_validated() {
+        let mut c = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web-0".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(hostname_for(&c).unwrap(), "web-0");
+        c.hostname = "bad host".into();
+        assert!(hostname_for(&c).is_err());
+    }
+}

@@ -1,0 +1,781 @@
+//! crustctl: Docker-like verbs over CRI. It speaks only CRI to the socket (reading container
+//! logs from the CRI log path, as crictl does).
+
+use std::collections::HashMap;
+use std::io::{BufRead, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Parser, Subcommand};
+use crust_proto::cri;
+use crust_shim::client::{CriClient, connect};
+
+const RUN_LABEL: &str = "io.crust.run";
+
+#[derive(Parser)]
+#[command(
+    name = "crustctl",
+    version,
+    about = "Docker-like client for crust, over CRI"
+)]
+struct Cli {
+    /// CRI socket of crustd.
+    #[arg(
+        long,
+        global = true,
+        env = "CRUST_SOCKET",
+        default_value = "/run/crust/crust.sock"
+    )]
+    socket: PathBuf,
+    /// Where `run` puts pod log directories.
+    #[arg(
+        long,
+        global = true,
+        env = "CRUST_LOG_ROOT",
+        default_value = "/var/log/crust"
+    )]
+    log_root: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Pull an image.
+    Pull { image: String },
+    /// List images.
+    Images,
+    /// Remove an image.
+    Rmi { image: String },
+    /// Run a command in a new pod with one container.
+    Run {
+        /// Remove the pod when the container exits (without -d).
+        #[arg(long)]
+        rm: bool,
+        /// Start in the background and print the container id.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[arg(long)]
+        name: Option<String>,
+        /// Environment variable KEY=VALUE (repeatable).
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List containers (running only, unless -a).
+    Ps {
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Print ids only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Print a container's log.
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[arg(long)]
+        tail: Option<usize>,
+        container: String,
+    },
+    /// Stop containers (SIGTERM, then SIGKILL after the timeout).
+    Stop {
+        #[arg(short = 't', long, default_value_t = 10)]
+        time: i64,
+        containers: Vec<String>,
+    },
+    /// Kill containers at once.
+    Kill { containers: Vec<String> },
+    /// Remove containers (and the pods `run` made for them).
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        containers: Vec<String>,
+    },
+    /// Show a container's status as JSON.
+    Inspect { container: String },
+    /// Show client and runtime versions.
+    Version,
+    /// Time pod start/stop/remove over CRI against any runtime socket.
+    Bench {
+        #[arg(long)]
+        image: String,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        iterations: usize,
+        /// Also print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("crustctl: {}", one_line(&e));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// One clear line: gRPC statuses print their message, not their debug form.
+fn one_line(e: &anyhow::Error) -> String {
+    if let Some(s) = e.downcast_ref::<tonic::Status>() {
+        return format!("{:?}: {}", s.code(), s.message());
+    }
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        if let Some(s) = cause.downcast_ref::<tonic::Status>() {
+            msg = format!("{msg}: {:?}: {}", s.code(), s.message());
+        } else {
+            msg = format!("{msg}: {cause}");
+        }
+    }
+    msg
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let mut c = connect(&cli.socket).await?;
+    match cli.cmd {
+        Cmd::Pull { image } => {
+            let r = pull(&mut c, &image).await?;
+            println!("{r}");
+        }
+        Cmd::Images => images(&mut c).await?,
+        Cmd::Rmi { image } => {
+            c.image
+                .remove_image(cri::RemoveImageRequest {
+                    image: Some(spec(&image)),
+                })
+                .await?;
+            println!("{image}");
+        }
+        Cmd::Run {
+            rm,
+            detach,
+            name,
+            env,
+            image,
+            command,
+        } => return run(&mut c, &cli.log_root, rm, detach, name, env, image, command).await,
+        Cmd::Ps { all, quiet } => ps(&mut c, all, quiet).await?,
+        Cmd::Logs {
+            follow,
+            tail,
+            container,
+        } => {
+            let id = resolve(&mut c, &container).await?;
+            let st = status(&mut c, &id).await?;
+            follow_log(&mut c, &id, &st.log_path, follow, tail).await?;
+        }
+        Cmd::Stop { time, containers } => {
+            for name in containers {
+                let id = resolve(&mut c, &name).await?;
+                c.runtime
+                    .stop_container(cri::StopContainerRequest {
+                        container_id: id.clone(),
+                        timeout: time,
+                    })
+                    .await?;
+                println!("{name}");
+            }
+        }
+        Cmd::Kill { containers } => {
+            for name in containers {
+                let id = resolve(&mut c, &name).await?;
+                c.runtime
+                    .stop_container(cri::StopContainerRequest {
+                        container_id: id,
+                        timeout: 0,
+                    })
+                    .await?;
+                println!("{name}");
+            }
+        }
+        Cmd::Rm { force, containers } => {
+            for name in containers {
+                let id = resolve(&mut c, &name).await?;
+                remove(&mut c, &id, force).await?;
+                println!("{name}");
+            }
+        }
+        Cmd::Inspect { container } => {
+            let id = resolve(&mut c, &container).await?;
+            let st = c
+                .runtime
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id,
+                    verbose: true,
+                })
+                .await?
+                .into_inner();
+            println!("{}", serde_json::to_string_pretty(&st.status)?);
+        }
+        Cmd::Version => {
+            let v = c
+                .runtime
+                .version(cri::VersionRequest {
+                    version: "v1".into(),
+                })
+                .await?
+                .into_inner();
+            println!("Client:  crustctl {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Runtime: {} {} (CRI {})",
+                v.runtime_name, v.runtime_version, v.runtime_api_version
+            );
+        }
+        Cmd::Bench {
+            image,
+            iterations,
+            json,
+        } => bench(&mut c, &cli.log_root, &image, iterations, json).await?,
+    }
+    Ok(0)
+}
+
+fn spec(image: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    }
+}
+
+async fn pull(c: &mut CriClient, image: &str) -> anyhow::Result<String> {
+    let r = c
+        .image
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec(image)),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await?;
+    Ok(r.into_inner().image_ref)
+}
+
+async fn images(c: &mut CriClient) -> anyhow::Result<()> {
+    let imgs = c
+        .image
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await?
+        .into_inner()
+        .images;
+    println!(
+        "{:<50} {:<15} {:<14} {:>10}",
+        "IMAGE", "TAG", "IMAGE ID", "SIZE"
+    );
+    for i in imgs {
+        let short =
+            i.id.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect::<String>();
+        let tags = if i.repo_tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            i.repo_tags.clone()
+        };
+        for t in tags {
+            let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, ""));
+            println!(
+                "{repo:<50} {tag:<15} {short:<14} {:>10}",
+                human_size(i.size)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn human_size(b: u64) -> String {
+    let (v, u) = if b >= 1 << 30 {
+        (b as f64 / (1u64 << 30) as f64, "GB")
+    } else if b >= 1 << 20 {
+        (b as f64 / (1u64 << 20) as f64, "MB")
+    } else if b >= 1 << 10 {
+        (b as f64 / 1024.0, "kB")
+    } else {
+        (b as f64, "B")
+    };
+    format!("{v:.1}{u}")
+}
+
+fn random_name() -> String {
+    format!("crust-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    c: &mut CriClient,
+    log_root: &Path,
+    rm: bool,
+    detach: bool,
+    name: Option<String>,
+    env: Vec<String>,
+    image: String,
+    command: Vec<String>,
+) -> anyhow::Result<i32> {
+    let name = name.unwrap_or_else(random_name);
+    let has_image = c
+        .image
+        .image_status(cri::ImageStatusRequest {
+            image: Some(spec(&image)),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .image
+        .is_some();
+    if !has_image {
+        pull(c, &image)
+            .await
+            .with_context(|| format!("pull {image}"))?;
+    }
+    let envs = env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok(cri::KeyValue {
+                key: k.into(),
+                value: v.into(),
+            }),
+            None => std::env::var(kv)
+                .map(|v| cri::KeyValue {
+                    key: kv.clone(),
+                    value: v,
+                })
+                .map_err(|_| anyhow!("-e {kv}: not KEY=VALUE and not set in this environment")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (pod_id, ctr_id) =
+        create_pod_and_container(c, log_root, &name, &image, command, envs).await?;
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: ctr_id.clone(),
+        })
+        .await?;
+    if detach {
+        println!("{ctr_id}");
+        return Ok(0);
+    }
+    let st = status(c, &ctr_id).await?;
+    follow_log(c, &ctr_id, &st.log_path, true, None).await?;
+    let st = status(c, &ctr_id).await?;
+    if rm {
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id,
+            })
+            .await?;
+        let _ = std::fs::remove_dir_all(log_root.join(&name));
+    }
+    Ok(st.exit_code)
+}
+
+/// A pod named `name` holding one container named `name`, as `run` makes them.
+async fn create_pod_and_container(
+    c: &mut CriClient,
+    log_root: &Path,
+    name: &str,
+    image: &str,
+    command: Vec<String>,
+    envs: Vec<cri::KeyValue>,
+) -> anyhow::Result<(String, String)> {
+    let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), "true".to_string())].into();
+    let pod_config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("{:016x}", rand::random::<u64>()),
+            namespace: "crustctl".into(),
+            attempt: 0,
+        }),
+        hostname: name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(63)
+            .collect(),
+        log_directory: log_root.join(name).display().to_string(),
+        labels: labels.clone(),
+        ..Default::default()
+    };
+    let pod_id = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let (command, args) = if command.is_empty() {
+        (vec![], vec![])
+    } else {
+        (command, vec![])
+    };
+    let created = c
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                image: Some(spec(image)),
+                command,
+                args,
+                envs,
+                labels,
+                log_path: format!("{name}.log"),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config),
+        })
+        .await;
+    match created {
+        Ok(r) => Ok((pod_id, r.into_inner().container_id)),
+        Err(e) => {
+            let _ = c
+                .runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod_id,
+                })
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn status(c: &mut CriClient, id: &str) -> anyhow::Result<cri::ContainerStatus> {
+    c.runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| anyhow!("container {id} has no status"))
+}
+
+/// Prints the CRI log: stdout records to stdout, stderr records to stderr. With `follow`, keeps
+/// reading until the container has exited and the log is drained.
+async fn follow_log(
+    c: &mut CriClient,
+    id: &str,
+    path: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> anyhow::Result<()> {
+    if path.is_empty() {
+        bail!("container {id} has no log file");
+    }
+    let mut pos = 0u64;
+    let mut first = true;
+    loop {
+        let exited =
+            !follow || status(c, id).await?.state == cri::ContainerState::ContainerExited as i32;
+        if let Ok(mut f) = std::fs::File::open(path) {
+            f.seek(std::io::SeekFrom::Start(pos))?;
+            let mut reader = std::io::BufReader::new(f);
+            let mut lines = Vec::new();
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let n = reader.read_until(b'\n', &mut buf)?;
+                if n == 0 || buf.last() != Some(&b'\n') {
+                    break;
+                }
+                pos += n as u64;
+                lines.push(buf.clone());
+            }
+            if first && let Some(t) = tail {
+                let skip = lines.len().saturating_sub(t);
+                lines.drain(..skip);
+            }
+            first = false;
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr().lock();
+            for l in lines {
+                print_record(&l, &mut out, &mut err)?;
+            }
+            out.flush()?;
+        }
+        if exited {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn print_record(line: &[u8], out: &mut impl Write, err: &mut impl Write) -> std::io::Result<()> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut parts = line.splitn(4, |&b| b == b' ');
+    let (_ts, stream, tag, content) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next().unwrap_or(b""),
+    );
+    let w: &mut dyn Write = if stream == Some(b"stderr") { err } else { out };
+    w.write_all(content)?;
+    if tag != Some(b"P") {
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+async fn list_all(c: &mut CriClient) -> anyhow::Result<Vec<cri::Container>> {
+    Ok(c.runtime
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await?
+        .into_inner()
+        .containers)
+}
+
+/// A container by id, id prefix or name.
+async fn resolve(c: &mut CriClient, name: &str) -> anyhow::Result<String> {
+    let all = list_all(c).await?;
+    if let Some(x) = all.iter().find(|x| x.id == name) {
+        return Ok(x.id.clone());
+    }
+    let by_name: Vec<_> = all
+        .iter()
+        .filter(|x| x.metadata.as_ref().is_some_and(|m| m.name == name))
+        .collect();
+    if by_name.len() == 1 {
+        return Ok(by_name[0].id.clone());
+    }
+    let by_prefix: Vec<_> = all.iter().filter(|x| x.id.starts_with(name)).collect();
+    match by_prefix.len() {
+        1 => Ok(by_prefix[0].id.clone()),
+        0 if by_name.is_empty() => bail!("no such container: {name}"),
+        _ => bail!("{name} matches more than one container; use a longer id"),
+    }
+}
+
+async fn remove(c: &mut CriClient, id: &str, force: bool) -> anyhow::Result<()> {
+    let st = status(c, id).await?;
+    if !force && st.state == cri::ContainerState::ContainerRunning as i32 {
+        bail!("container {id} is running: stop it first or use rm -f");
+    }
+    let ctr = list_all(c)
+        .await?
+        .into_iter()
+        .find(|x| x.id == id)
+        .ok_or_else(|| anyhow!("no such container: {id}"))?;
+    c.runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.into(),
+        })
+        .await?;
+    if ctr.labels.get(RUN_LABEL).is_some_and(|v| v == "true") {
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: ctr.pod_sandbox_id,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+fn ago(ns: i64) -> String {
+    let then = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+    let secs = SystemTime::now()
+        .duration_since(then)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match secs {
+        0..=59 => format!("{secs} seconds ago"),
+        60..=3599 => format!("{} minutes ago", secs / 60),
+        3600..=86399 => format!("{} hours ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+async fn ps(c: &mut CriClient, all: bool, quiet: bool) -> anyhow::Result<()> {
+    let mut ctrs = list_all(c).await?;
+    if !all {
+        ctrs.retain(|x| x.state == cri::ContainerState::ContainerRunning as i32);
+    }
+    ctrs.sort_by_key(|x| std::cmp::Reverse(x.created_at));
+    if quiet {
+        for x in ctrs {
+            println!("{}", x.id);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<13} {:<36} {:<22} {:<16} {:<26} {:<20} {:<13}",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAME", "POD"
+    );
+    for x in ctrs {
+        let st = status(c, &x.id).await?;
+        let cmd = c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: x.id.clone(),
+                verbose: true,
+            })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().info.get("info").cloned())
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(&i).ok())
+            .map(|v| {
+                let c = &v["config"];
+                let parts: Vec<String> = c["command"]
+                    .as_array()
+                    .into_iter()
+                    .chain(c["args"].as_array())
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect();
+                parts.join(" ")
+            })
+            .unwrap_or_default();
+        let state = match cri::ContainerState::try_from(st.state) {
+            Ok(cri::ContainerState::ContainerRunning) => {
+                format!("Up {}", ago(st.started_at).trim_end_matches(" ago"))
+            }
+            Ok(cri::ContainerState::ContainerExited) => {
+                format!("Exited ({}) {}", st.exit_code, ago(st.finished_at))
+            }
+            Ok(cri::ContainerState::ContainerCreated) => "Created".into(),
+            _ => "Unknown".into(),
+        };
+        let image = x
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let cmd: String = format!("\"{}\"", cmd.chars().take(18).collect::<String>());
+        println!(
+            "{:<13} {:<36} {:<22} {:<16} {:<26} {:<20} {:<13}",
+            &x.id[..12.min(x.id.len())],
+            image.chars().take(36).collect::<String>(),
+            cmd,
+            ago(x.created_at),
+            state,
+            x.metadata.map(|m| m.name).unwrap_or_default(),
+            &x.pod_sandbox_id[..12.min(x.pod_sandbox_id.len())]
+        );
+    }
+    Ok(())
+}
+
+fn summarize(label: &str, mut v: Vec<f64>) -> serde_json::Value {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    let (min, median, p99) = (pick(0.0), pick(0.5), pick(0.99));
+    println!("{label:<32} min {min:>9.2} ms   median {median:>9.2} ms   p99 {p99:>9.2} ms");
+    serde_json::json!({"step": label, "min_ms": min, "median_ms": median, "p99_ms": p99, "n": v.len()})
+}
+
+/// Pod lifecycle timings against any CRI socket (crust or containerd), for side-by-side runs.
+async fn bench(
+    c: &mut CriClient,
+    log_root: &Path,
+    image: &str,
+    n: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    if n == 0 {
+        bail!("--iterations must be at least 1");
+    }
+    let v = c
+        .runtime
+        .version(cri::VersionRequest {
+            version: "v1".into(),
+        })
+        .await?
+        .into_inner();
+    pull(c, image)
+        .await
+        .with_context(|| format!("pull {image}"))?;
+    let (mut run, mut stop, mut exec, mut remove) = (vec![], vec![], vec![], vec![]);
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let mut exec_supported = true;
+    for i in 0..n {
+        let name = format!("bench-{}-{i}", std::process::id());
+        let t = Instant::now();
+        let (pod, ctr) = create_pod_and_container(
+            c,
+            log_root,
+            &name,
+            image,
+            vec!["sleep".into(), "3600".into()],
+            vec![],
+        )
+        .await?;
+        c.runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: ctr.clone(),
+            })
+            .await?;
+        run.push(ms(t));
+        if exec_supported {
+            let t = Instant::now();
+            match c
+                .runtime
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: ctr.clone(),
+                    cmd: vec!["echo".into(), "hi".into()],
+                    timeout: 10,
+                })
+                .await
+            {
+                Ok(_) => exec.push(ms(t)),
+                Err(s) if s.code() == tonic::Code::Unimplemented => exec_supported = false,
+                Err(s) => return Err(s.into()),
+            }
+        }
+        let t = Instant::now();
+        c.runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: ctr,
+                timeout: 0,
+            })
+            .await?;
+        stop.push(ms(t));
+        let t = Instant::now();
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await?;
+        remove.push(ms(t));
+        let _ = std::fs::remove_dir_all(log_root.join(&name));
+    }
+    println!(
+        "runtime: {} {} — {n} iterations, image {image}",
+        v.runtime_name, v.runtime_version
+    );
+    let mut rows = vec![
+        summarize("run (runp+create+start)", run),
+        summarize("stop container (timeout 0)", stop),
+    ];
+    if exec.is_empty() {
+        println!("{:<32} not supported by this runtime", "exec_sync echo");
+    } else {
+        rows.push(summarize("exec_sync echo", exec));
+    }
+    rows.push(summarize("stopp+rmp", remove));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"runtime": v.runtime_name, "version": v.runtime_version, "iterations": n, "results": rows})
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! crustd: the CRI daemon. `crustd monitor …` is the per-pod monitor, started by crustd itself
+//! with a fresh exec; it must branch off before any runtime or thread exists.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use crust_proto::cri::image_service_server::ImageServiceServer;
+use crust_proto::cri::runtime_service_server::RuntimeServiceServer;
+use crust_runtime::engine::EngineConfig;
+use crust_runtime::image::RegistryConfig;
+use crust_runtime::monitor::client::MonitorLauncher;
+use crust_runtime::monitor::server::{self, MonitorArgs};
+use crust_shim::config::{self, Config};
+use crust_shim::cri::CriService;
+
+#[derive(Parser)]
+#[command(
+    name = "crustd",
+    version,
+    about = "crust: a Kubernetes container runtime (CRI v1)"
+)]
+struct Cli {
+    /// TOML config file (see `crustd config default`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Persistent data directory.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Runtime state directory.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// CRI socket path.
+    #[arg(long)]
+    listen: Option<PathBuf>,
+    /// Log filter (e.g. info, debug).
+    #[arg(long)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+    /// Internal: the per-pod monitor process (started by crustd).
+    #[command(hide = true)]
+    Monitor {
+        #[arg(long)]
+        pod_id: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "")]
+        hostname: String,
+        #[arg(long)]
+        ready_fd: Option<i32>,
+        #[arg(long, default_value_t = crust_runtime::monitor::log_writer::DEFAULT_MAX_LINE)]
+        max_log_line: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the default configuration, with comments.
+    Default,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Monitor {
+            pod_id,
+            dir,
+            hostname,
+            ready_fd,
+            max_log_line,
+        }) => {
+            // Single-threaded from here on: no tokio multi-thread runtime in this process.
+            server::run(MonitorArgs {
+                pod_id,
+                dir,
+                hostname,
+                ready_fd,
+                max_log_line,
+            })?;
+            Ok(())
+        }
+        Some(Command::Config {
+            what: ConfigCommand::Default,
+        }) => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(())
+        }
+        None => {
+            let mut cfg = match &cli.config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            if let Some(v) = cli.root {
+                cfg.root = v;
+            }
+            if let Some(v) = cli.state {
+                cfg.state = v;
+            }
+            if let Some(v) = cli.listen {
+                cfg.listen = v;
+            }
+            if let Some(v) = cli.log_level {
+                cfg.log_level = v;
+            }
+            init_logging(&cfg.log_level);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(cfg))
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let sealed = crust_shim::sealed::seal_self().context("seal crustd for the monitors")?;
+    let sealed_path = sealed.path.clone();
+    let launcher = MonitorLauncher {
+        exe: sealed_path,
+        prefix_args: vec!["monitor".into()],
+        max_log_line: cfg.log.max_line_size,
+        exe_fd: Some(Arc::new(sealed.fd)),
+    };
+    let engine_cfg = EngineConfig {
+        root: cfg.root.clone(),
+        state: cfg.state.clone(),
+        cgroup_root: cfg.cgroup_root.clone(),
+        registry: RegistryConfig {
+            insecure: cfg.image.insecure_registries.clone(),
+        },
+        max_concurrent_downloads: cfg.image.max_concurrent_downloads,
+        pinned_images: cfg.image.pinned_images.clone(),
+        launcher,
+    };
+    let engine = tokio::task::spawn_blocking(move || crust_runtime::Engine::open(engine_cfg))
+        .await?
+        .context("open the engine")?;
+    engine.recover().await;
+    let engine = Arc::new(engine);
+
+    if let Some(dir) = cfg.listen.parent() {
+        crust_runtime::fsutil::ensure_private_dir(dir)
+            .with_context(|| format!("create socket dir {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&cfg.listen);
+    let uds = tokio::net::UnixListener::bind(&cfg.listen)
+        .with_context(|| format!("listen on {}", cfg.listen.display()))?;
+    std::fs::set_permissions(&cfg.listen, std::fs::Permissions::from_mode(0o660))?;
+    tracing::info!(
+        socket = %cfg.listen.display(),
+        root = %cfg.root.display(),
+        cgroups = engine.hierarchy.version(),
+        version = env!("CARGO_PKG_VERSION"),
+        "crustd serving CRI v1"
+    );
+
+    let svc = CriService { engine };
+    const MAX_MSG: usize = 16 << 20;
+    tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(MAX_MSG))
+        .add_service(ImageServiceServer::new(svc).max_decoding_message_size(MAX_MSG))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(uds),
+            shutdown_signal(),
+        )
+        .await?;
+    let _ = std::fs::remove_file(&cfg.listen);
+    tracing::info!("crustd stopped; containers keep running under their monitors");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

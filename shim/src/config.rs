@@ -1,0 +1,129 @@
+//! crustd's configuration: a TOML file, overridden by flags.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent data: images, snapshots, records, container layers.
+    pub root: PathBuf,
+    /// Runtime state: sockets, pinned namespaces, exit records. Lost on reboot, by design.
+    pub state: PathBuf,
+    /// The CRI socket kubelet and crictl connect to.
+    pub listen: PathBuf,
+    /// Log filter for crustd (tracing's EnvFilter syntax), e.g. "info" or "debug,h2=info".
+    pub log_level: String,
+    /// Parent cgroup of pods that arrive without a cgroup_parent.
+    pub cgroup_root: String,
+    pub image: ImageConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// Registries (host:port) reached over plain HTTP instead of HTTPS.
+    pub insecure_registries: Vec<String>,
+    /// Layers downloaded at once per pull.
+    pub max_concurrent_downloads: usize,
+    /// Images marked pinned: kubelet's image GC never removes them.
+    pub pinned_images: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Longest container log line before it is split into partial (P) records.
+    pub max_line_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: "/var/lib/crust".into(),
+            state: "/run/crust".into(),
+            listen: "/run/crust/crust.sock".into(),
+            log_level: "info".into(),
+            cgroup_root: "/crust".into(),
+            image: ImageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            insecure_registries: vec![],
+            max_concurrent_downloads: 3,
+            pinned_images: vec![],
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_line_size: crust_runtime::monitor::log_writer::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// The default configuration with comments, as `crustd config default` prints it. A test keeps
+/// it equal to `Config::default()`.
+pub const DEFAULT_TOML: &str = r#"# crustd configuration. Every key is optional; flags override the file.
+
+# Persistent data: images, layer snapshots, pod and container records, container layers.
+root = "/var/lib/crust"
+
+# Runtime state: monitor sockets, pinned pod namespaces, exit records. Lost on reboot.
+state = "/run/crust"
+
+# The CRI socket (created 0660 in a 0700 directory). Point kubelet's
+# --container-runtime-endpoint and crictl's --runtime-endpoint at unix://<this path>.
+listen = "/run/crust/crust.sock"
+
+# Log filter for crustd, in tracing's EnvFilter syntax ("info", "debug", "info,h2=warn").
+log_level = "info"
+
+# Parent cgroup (cgroupfs path) of pods that arrive without a cgroup_parent.
+cgroup_root = "/crust"
+
+[image]
+# Registries (host:port) reached over plain HTTP instead of HTTPS, e.g. ["127.0.0.1:5000"].
+insecure_registries = []
+# Layers downloaded at once per pull.
+max_concurrent_downloads = 3
+# Images reported as pinned, so kubelet's image garbage collection keeps them.
+pinned_images = []
+
+[log]
+# Longest container log line before it is split into partial (P) records.
+max_line_size = 16384
+"#;
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_default_matches_the_built_in_default() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("rot = \"/x\"").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+//! ListContainers.
+
+use crust_proto::cri;
+use crust_runtime::store::{ContainerRecord, ContainerState};
+use crust_runtime::{Engine, Result};
+
+use super::labels_match;
+
+fn state(s: ContainerState) -> cri::ContainerState {
+    match s {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
+        ContainerState::Unknown => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+fn image_spec(c: &ContainerRecord) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: c.image_name.clone(),
+        annotations: c
+            .config
+            .image
+            .as_ref()
+            .map(|i| i.annotations.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn to_cri(c: &ContainerRecord) -> cri::Container {
+    cri::Container {
+        id: c.id.clone(),
+        pod_sandbox_id: c.pod_id.clone(),
+        metadata: c.config.metadata.clone(),
+        image: Some(image_spec(c)),
+        image_ref: c.image_id.clone(),
+        state: state(c.state) as i32,
+        created_at: c.created_at,
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+        image_id: c.image_id.clone(),
+    }
+}
+
+pub fn create_id(r: &cri::CreateContainerRequest) -> String {
+    let name = r
+        .config
+        .as_ref()
+        .and_then(|c| c.metadata.as_ref())
+        .map(|m| m.name.as_str())
+        .unwrap_or("");
+    format!("{}/{name}", r.pod_sandbox_id)
+}
+
+pub async fn create(
+    e: &Engine,
+    req: cri::CreateContainerRequest,
+) -> Result<cri::CreateContainerResponse> {
+    let config = req
+        .config
+        .ok_or_else(|| crust_runtime::Error::InvalidArgument("config is required".into()))?;
+    let container_id = e
+        .create_container(&req.pod_sandbox_id, config, req.sandbox_config.as_ref())
+        .await?;
+    Ok(cri::CreateContainerResponse { container_id })
+}
+
+pub fn start_id(r: &cri::StartContainerRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn start(
+    e: &Engine,
+    req: cri::StartContainerRequest,
+) -> Result<cri::StartContainerResponse> {
+    e.start_container(&req.container_id).await?;
+    Ok(cri::StartContainerResponse {})
+}
+
+pub fn stop_id(r: &cri::StopContainerRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn stop(
+    e: &Engine,
+    req: cri::StopContainerRequest,
+) -> Result<cri::StopContainerResponse> {
+    e.stop_container(&req.container_id, req.timeout).await?;
+    Ok(cri::StopContainerResponse {})
+}
+
+pub fn remove_id(r: &cri::RemoveContainerRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn remove(
+    e: &Engine,
+    req: cri::RemoveContainerRequest,
+) -> Result<cri::RemoveContainerResponse> {
+    e.remove_container(&req.container_id).await?;
+    Ok(cri::RemoveContainerResponse {})
+}
+
+pub fn status_id(r: &cri::ContainerStatusRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn status(
+    e: &Engine,
+    req: cri::ContainerStatusRequest,
+) -> Result<cri::ContainerStatusResponse> {
+    let c = e.container(&req.container_id).await?;
+    let mounts = c
+        .config
+        .mounts
+        .iter()
+        .map(|m| cri::Mount {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            ..Default::default()
+        })
+        .collect();
+    let mut info = std::collections::HashMap::new();
+    if req.verbose {
+        info.insert(
+            "info".into(),
+            serde_json::json!({
+                "pid": c.pid,
+                "pod_id": c.pod_id,
+                "config": c.config,
+                "stop_signal": c.stop_signal,
+            })
+            .to_string(),
+        );
+    }
+    Ok(cri::ContainerStatusResponse {
+        status: Some(cri::ContainerStatus {
+            id: c.id.clone(),
+            metadata: c.config.metadata.clone(),
+            state: state(c.state) as i32,
+            created_at: c.created_at,
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+            exit_code: c.exit_code,
+            image: Some(image_spec(&c)),
+            image_ref: c.image_id.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            labels: c.config.labels.clone(),
+            annotations: c.config.annotations.clone(),
+            mounts,
+            log_path: c.log_path.clone(),
+            resources: None,
+            image_id: c.image_id.clone(),
+            user: None,
+        }),
+        info,
+    })
+}
+
+pub fn list_id(_: &cri::ListContainersRequest) -> String {
+    String::new()
+}
+
+pub async fn list(
+    e: &Engine,
+    req: cri::ListContainersRequest,
+) -> Result<cri::ListContainersResponse> {
+    let f = req.filter.unwrap_or_default();
+    let containers = e
+        .list_containers()
+        .await
+        .iter()
+        .filter(|c| f.id.is_empty() || c.id.starts_with(&f.id))
+        .filter(|c| f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
+        .filter(|c| {
+            f.state
+                .as_ref()
+                .is_none_or(|s| s.state == state(c.state) as i32)
+        })
+        .filter(|c| labels_match(&f.label_selector, &c.config.labels))
+        .map(to_cri)
+        .collect();
+    Ok(cri::ListContainersResponse { containers })
+}

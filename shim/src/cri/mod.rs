@@ -1,0 +1,95 @@
+//! The CRI gRPC services. `service.rs` routes every RPC of RuntimeService and ImageService
+//! through [`instrument`], the one place that logs each call and maps engine errors to gRPC
+//! codes; the per-group modules hold the handlers and the record → CRI conversions.
+
+mod containers;
+mod images;
+mod pods;
+mod runtime_info;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crust_runtime::Engine;
+use crust_runtime::error::Error;
+use crust_runtime::image::ImageError;
+use crust_runtime::monitor::MonitorError;
+use tonic::{Code, Response, Status};
+
+#[derive(Clone)]
+pub struct CriService {
+    pub engine: Arc<Engine>,
+}
+
+/// Maps an engine error to the gRPC status kubelet and crictl act on.
+pub fn to_status(e: &Error) -> Status {
+    let code = match e {
+        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::NotFound(_) => Code::NotFound,
+        Error::AlreadyExists(_) => Code::AlreadyExists,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            Code::ResourceExhausted
+        }
+        Error::Io { .. } | Error::Internal(_) => Code::Internal,
+        Error::Image(ie) => match ie {
+            ImageError::Reference(_) => Code::InvalidArgument,
+            ImageError::NotFound(_) => Code::NotFound,
+            ImageError::Unauthorized(_) => Code::Unauthenticated,
+            ImageError::Registry { .. } => Code::Unavailable,
+            ImageError::Unsupported(_) | ImageError::BadManifest(_) => Code::FailedPrecondition,
+            ImageError::DigestMismatch { .. } | ImageError::BadLayer(_) => Code::DataLoss,
+            ImageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Code::ResourceExhausted
+            }
+            ImageError::Io { .. } => Code::Internal,
+        },
+        Error::Monitor(me) => match me {
+            MonitorError::Timeout(_) => Code::DeadlineExceeded,
+            MonitorError::Connect { .. } => Code::Unavailable,
+            _ => Code::Internal,
+        },
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Runs one RPC: logs method, object id, duration and outcome, and maps the error.
+pub async fn instrument<T, F>(method: &'static str, id: &str, fut: F) -> Result<Response<T>, Status>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    let start = Instant::now();
+    let result = fut.await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(v) => {
+            tracing::debug!(method, id, ms, code = "OK", "cri call");
+            Ok(Response::new(v))
+        }
+        Err(e) => {
+            let status = to_status(&e);
+            if matches!(
+                status.code(),
+                Code::Internal | Code::Unavailable | Code::DataLoss
+            ) {
+                tracing::error!(method, id, ms, code = ?status.code(), err = %e, "cri call failed");
+            } else {
+                tracing::info!(method, id, ms, code = ?status.code(), err = %e, "cri call refused");
+            }
+            Err(status)
+        }
+    }
+}
+
+/// Label selectors: every key/value in `selector` must be in `labels`.
+pub fn labels_match(
+    selector: &std::collections::HashMap<String, String>,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}

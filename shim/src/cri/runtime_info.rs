@@ -1,0 +1,95 @@
+//! Version, Status, RuntimeConfig, UpdateRuntimeConfig.
+
+use crust_proto::cri;
+use crust_runtime::{Engine, Result};
+
+pub fn version_id(_: &cri::VersionRequest) -> String {
+    String::new()
+}
+
+pub async fn version(_e: &Engine, _req: cri::VersionRequest) -> Result<cri::VersionResponse> {
+    Ok(cri::VersionResponse {
+        version: "0.1.0".into(),
+        runtime_name: "crust".into(),
+        runtime_version: env!("CARGO_PKG_VERSION").into(),
+        runtime_api_version: "v1".into(),
+    })
+}
+
+pub fn status_id(_: &cri::StatusRequest) -> String {
+    String::new()
+}
+
+pub async fn status(e: &Engine, req: cri::StatusRequest) -> Result<cri::StatusResponse> {
+    let conditions = vec![
+        cri::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        },
+        cri::RuntimeCondition {
+            r#type: "NetworkReady".into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "crust has no CNI networking yet: pods get a private network namespace with loopback only".into(),
+        },
+    ];
+    let mut info = std::collections::HashMap::new();
+    if req.verbose {
+        info.insert(
+            "config".into(),
+            serde_json::json!({
+                "root": e.config().root,
+                "state": e.config().state,
+                "cgroup_root": e.config().cgroup_root,
+                "cgroup_version": e.hierarchy.version(),
+            })
+            .to_string(),
+        );
+    }
+    Ok(cri::StatusResponse {
+        status: Some(cri::RuntimeStatus { conditions }),
+        info,
+        runtime_handlers: vec![cri::RuntimeHandler {
+            name: String::new(),
+            features: Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            }),
+        }],
+        features: Some(cri::RuntimeFeatures {
+            supplemental_groups_policy: false,
+        }),
+    })
+}
+
+pub fn runtime_config_id(_: &cri::RuntimeConfigRequest) -> String {
+    String::new()
+}
+
+pub async fn runtime_config(
+    _e: &Engine,
+    _req: cri::RuntimeConfigRequest,
+) -> Result<cri::RuntimeConfigResponse> {
+    Ok(cri::RuntimeConfigResponse {
+        linux: Some(cri::LinuxRuntimeConfiguration {
+            cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+        }),
+    })
+}
+
+pub fn update_runtime_config_id(_: &cri::UpdateRuntimeConfigRequest) -> String {
+    String::new()
+}
+
+pub async fn update_runtime_config(
+    _e: &Engine,
+    req: cri::UpdateRuntimeConfigRequest,
+) -> Result<cri::UpdateRuntimeConfigResponse> {
+    // Only the pod CIDR travels here today; it matters once CNI lands.
+    if let Some(net) = req.runtime_config.and_then(|c| c.network_config) {
+        tracing::info!(pod_cidr = %net.pod_cidr, "runtime config updated");
+    }
+    Ok(cri::UpdateRuntimeConfigResponse {})
+}

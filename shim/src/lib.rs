@@ -1,0 +1,7 @@
+//! crust's shim: the CRI gRPC server (`crustd`), its configuration, and the client library
+//! `crustctl` uses.
+
+pub mod client;
+pub mod config;
+pub mod cri;
+pub mod sealed;
