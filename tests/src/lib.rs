@@ -1,1 +1,582 @@
+//! Fixtures for crust's end-to-end tests: a real registry with images built offline, a real
+//! crustd with its own root/state/socket/cgroup parent, and a CRI client. Every fixture cleans
+//! up what it made: pods (through CRI), then any leftover process in its own cgroup parent,
+//! mounts under its own directories, its cgroups and its temp dirs.
 
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cri::image_service_client::ImageServiceClient;
+use cri::runtime_service_client::RuntimeServiceClient;
+pub use crust_proto::cri;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Directory with crustd and crustctl (built by `cargo build --bins` before the tests).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CRUST_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --bins` first (or set CRUST_BIN_DIR)",
+        p.display()
+    );
+    p
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A docker-registry on 127.0.0.1 with the test images, shared by the tests of one binary.
+pub struct Registry {
+    pub addr: String,
+}
+
+impl Registry {
+    pub fn busybox(&self) -> String {
+        format!("{}/crust-test/busybox:latest", self.addr)
+    }
+    pub fn stopsig(&self) -> String {
+        format!("{}/crust-test/stopsig:latest", self.addr)
+    }
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Starts the shared registry (once) and pushes the test images. Set CRUST_TEST_REGISTRY to
+/// use a registry that already has them.
+pub fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(|| {
+        if let Ok(addr) = std::env::var("CRUST_TEST_REGISTRY") {
+            return Registry { addr };
+        }
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("crust-e2e-registry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("registry dir");
+        let dir2 = dir.clone();
+        // The registry dies with the thread that started it (PDEATHSIG), so that thread lives
+        // for the whole test process; its data dir is removed when the registry exits.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(fixtures_dir().join("registry.sh"));
+            cmd.arg(port.to_string())
+                .arg(&dir2)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd
+                .spawn()
+                .expect("start docker-registry (is it installed?)");
+            tx.send(()).expect("signal registry start");
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir2);
+        });
+        rx.recv().expect("registry thread");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let st = Command::new(fixtures_dir().join("build-images.sh"))
+            .arg(&addr)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run build-images.sh");
+        assert!(st.success(), "building the test images failed");
+        Registry { addr }
+    })
+}
+
+/// One crustd with private dirs, socket and cgroup parent.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub logs: PathBuf,
+    pub cgroup_root: String,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cri {
+    pub rt: RuntimeServiceClient<Channel>,
+    pub img: ImageServiceClient<Channel>,
+}
+
+impl Daemon {
+    pub async fn start() -> anyhow::Result<Daemon> {
+        let reg = registry();
+        let dir = tempfile::Builder::new().prefix("crust-e2e-").tempdir()?;
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let socket = state.join("crust.sock");
+        let logs = dir.path().join("logs");
+        let cgroup_root = format!("/crust-e2e-{:08x}", rand::random::<u32>());
+        let config = dir.path().join("crustd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n[image]\ninsecure_registries = [{:?}]\n",
+                reg.addr
+            ),
+        )?;
+        let mut d = Daemon {
+            dir,
+            root,
+            state,
+            socket,
+            logs,
+            cgroup_root,
+            config,
+            child: None,
+        };
+        d.spawn().await?;
+        Ok(d)
+    }
+
+    /// Starts crustd (again) on the same dirs and waits for its socket to answer.
+    pub async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("crustd.log"))?;
+        let child = Command::new(bin("crustd"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start crustd")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = self.cri().await
+                && c.rt.version(cri::VersionRequest::default()).await.is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                bail!("crustd exited at start ({st}); log:\n{}", self.daemon_log());
+            }
+            if Instant::now() > deadline {
+                bail!("crustd did not answer; log:\n{}", self.daemon_log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("crustd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL the daemon (containers and monitors keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM the daemon and wait for it; returns its exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: kill with a pid we spawned and still own (not yet reaped).
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().ok().and_then(|s| s.code())
+    }
+
+    pub async fn cri(&self) -> anyhow::Result<Cri> {
+        let socket = self.socket.clone();
+        let ch = Endpoint::try_from("http://[::]:0")?
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let socket = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(socket).await?,
+                    ))
+                }
+            }))
+            .await?;
+        Ok(Cri {
+            rt: RuntimeServiceClient::new(ch.clone()),
+            img: ImageServiceClient::new(ch),
+        })
+    }
+
+    /// Removes every pod through CRI, then stops the daemon and clears what is left.
+    pub async fn shutdown(mut self) {
+        if self.child.is_some()
+            && let Ok(mut c) = self.cri().await
+            && let Ok(pods) =
+                c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                    .await
+        {
+            for p in pods.into_inner().items {
+                let _ =
+                    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: p.id,
+                    })
+                    .await;
+            }
+        }
+        self.terminate();
+        self.cleanup();
+    }
+
+    /// Cleanup that needs no daemon: kills processes left in this daemon's cgroup parent, and
+    /// unmounts anything mounted under its directories, then removes its cgroups.
+    fn cleanup(&mut self) {
+        self.kill9();
+        for _ in 0..3 {
+            let pids = cgroup_pids(&self.cgroup_root);
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: these processes are in this fixture's own cgroup, so they are ours.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Monitors are not in the cgroup: end those this daemon started (their pid files).
+        if let Ok(rd) = std::fs::read_dir(self.state.join("pods")) {
+            for e in rd.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("monitor.pid"))
+                    && let Ok(pid) = pid.trim().parse::<i32>()
+                    && is_our_monitor(pid, &e.path())
+                {
+                    // SAFETY: the pid file names a monitor of this fixture, checked above.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let base = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&base))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let c = std::ffi::CString::new(m).unwrap();
+            // SAFETY: a valid C string path; MNT_DETACH on our own mount points.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        remove_cgroup_tree(&self.cgroup_root);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn is_our_monitor(pid: i32, pod_dir: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(&pod_dir.display().to_string()))
+        .unwrap_or(false)
+}
+
+/// Every v1 controller mount plus the v2 root, for fixture cleanup and checks.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            Some(PathBuf::from(left.split_whitespace().nth(4)?))
+        })
+        .collect()
+}
+
+/// True when cgroup `path` exists in any hierarchy.
+pub fn cgroup_exists(path: &str) -> bool {
+    cgroup_mounts()
+        .iter()
+        .any(|m| m.join(path.trim_start_matches('/')).is_dir())
+}
+
+fn cgroup_pids(path: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for m in cgroup_mounts() {
+        let mut stack = vec![m.join(path.trim_start_matches('/'))];
+        while let Some(d) = stack.pop() {
+            if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                stack.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn remove_cgroup_tree(path: &str) {
+    for m in cgroup_mounts() {
+        let top = m.join(path.trim_start_matches('/'));
+        let mut dirs = Vec::new();
+        let mut stack = vec![top];
+        while let Some(d) = stack.pop() {
+            if !d.is_dir() {
+                continue;
+            }
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                stack.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ request helpers
+
+pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}-{:08x}", rand::random::<u32>()),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.join(name).display().to_string(),
+        labels: [("app".to_string(), name.to_string())].into(),
+        annotations: [("note".to_string(), "kept as given".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+pub fn container_config(name: &str, image: &str, command: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        labels: [("ctr".to_string(), name.to_string())].into(),
+        annotations: [("ctr-note".to_string(), "unchanged".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+impl Cri {
+    pub async fn pull(&mut self, image: &str) -> anyhow::Result<String> {
+        Ok(self
+            .img
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .image_ref)
+    }
+
+    pub async fn run_pod(&mut self, config: &cri::PodSandboxConfig) -> anyhow::Result<String> {
+        Ok(self
+            .rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
+    }
+
+    pub async fn create(
+        &mut self,
+        pod: &str,
+        pod_config: &cri::PodSandboxConfig,
+        config: cri::ContainerConfig,
+    ) -> anyhow::Result<String> {
+        Ok(self
+            .rt
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(config),
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await?
+            .into_inner()
+            .container_id)
+    }
+
+    pub async fn start(&mut self, id: &str) -> anyhow::Result<()> {
+        self.rt
+            .start_container(cri::StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Creates and starts a container; returns its id.
+    pub async fn run(
+        &mut self,
+        pod: &str,
+        pod_config: &cri::PodSandboxConfig,
+        config: cri::ContainerConfig,
+    ) -> anyhow::Result<String> {
+        let id = self.create(pod, pod_config, config).await?;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
+    pub async fn status(&mut self, id: &str) -> anyhow::Result<cri::ContainerStatus> {
+        self.rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .context("no status")
+    }
+
+    pub async fn stop(&mut self, id: &str, timeout: i64) -> anyhow::Result<()> {
+        self.rt
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.into(),
+                timeout,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the container has exited and returns its final status.
+    pub async fn wait_exited(
+        &mut self,
+        id: &str,
+        limit: Duration,
+    ) -> anyhow::Result<cri::ContainerStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let st = self.status(id).await?;
+            if st.state == cri::ContainerState::ContainerExited as i32 {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                bail!("container {id} still in state {} after {limit:?}", st.state);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn list_containers(
+        &mut self,
+        filter: cri::ContainerFilter,
+    ) -> anyhow::Result<Vec<cri::Container>> {
+        Ok(self
+            .rt
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await?
+            .into_inner()
+            .containers)
+    }
+}
+
+/// Content lines of a CRI log (the part after "<ts> <stream> <tag> "), checking the format.
+pub fn log_lines(path: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let mut p = l.splitn(4, ' ');
+            let ts = p.next().unwrap_or("");
+            let stream = p.next().unwrap_or("");
+            let tag = p.next().unwrap_or("");
+            let content = p.next().unwrap_or("");
+            assert!(
+                ts.len() >= 20 && ts.ends_with('Z') && ts.contains('T'),
+                "bad timestamp in log line {l:?}"
+            );
+            assert!(
+                stream == "stdout" || stream == "stderr",
+                "bad stream in {l:?}"
+            );
+            assert!(tag == "F" || tag == "P", "bad tag in {l:?}");
+            (stream.to_string(), content.to_string())
+        })
+        .collect()
+}
+
+/// Waits for `cond` to hold, polling.
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

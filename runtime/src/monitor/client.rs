@@ -107,12 +107,12 @@ impl MonitorLauncher {
 pub async fn call(dir: &Path, req: &Request, limit: Duration) -> Result<Reply, MonitorError> {
     let socket = dir.join(SOCKET_FILE);
     let exchange = async {
-        let mut stream = UnixStream::connect(&socket)
-            .await
-            .map_err(|e| MonitorError::Connect {
-                socket: socket.display().to_string(),
-                source: e,
-            })?;
+        let connect_err = |e| MonitorError::Connect {
+            socket: socket.display().to_string(),
+            source: e,
+        };
+        let (addr, _dir_handle) = super::socket_addr(dir, SOCKET_FILE).map_err(connect_err)?;
+        let mut stream = UnixStream::connect(&addr).await.map_err(connect_err)?;
         monitor::write_frame(&mut stream, req).await?;
         let reply: Reply = monitor::read_frame(&mut stream).await?;
         Ok::<_, MonitorError>(reply)

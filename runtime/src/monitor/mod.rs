@@ -24,6 +24,29 @@ pub const NS_DIR: &str = "ns";
 /// Namespaces a pod shares among its containers, pinned by bind mounts in `NS_DIR`.
 pub const POD_NAMESPACES: &[&str] = &["net", "ipc", "uts"];
 
+/// A unix socket address for `dir/file` that fits in `sun_path` (108 bytes): the path itself
+/// when short enough, else `/proc/self/fd/<dirfd>/file` through an O_PATH handle on `dir`,
+/// which must be kept alive while the address is used.
+pub fn socket_addr(
+    dir: &std::path::Path,
+    file: &str,
+) -> std::io::Result<(std::path::PathBuf, Option<std::fs::File>)> {
+    let full = dir.join(file);
+    if full.as_os_str().len() < 100 {
+        return Ok((full, None));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let short = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}/{file}",
+        std::os::fd::AsRawFd::as_raw_fd(&handle)
+    ));
+    Ok((short, Some(handle)))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     #[error("cannot start the pod monitor: {0}")]

@@ -92,7 +92,8 @@ fn setup(args: &MonitorArgs) -> std::io::Result<std::os::unix::net::UnixListener
     std::fs::create_dir_all(args.dir.join("lc"))?;
     let sock = args.dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&sock);
-    let listener = std::os::unix::net::UnixListener::bind(&sock)?;
+    let (addr, _dir_handle) = super::socket_addr(&args.dir, SOCKET_FILE)?;
+    let listener = std::os::unix::net::UnixListener::bind(&addr)?;
     std::os::unix::fs::PermissionsExt::set_mode(
         &mut std::fs::metadata(&sock)?.permissions(),
         0o600,

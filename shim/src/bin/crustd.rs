@@ -176,18 +176,44 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let svc = CriService { engine };
     const MAX_MSG: usize = 16 << 20;
-    tonic::transport::Server::builder()
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(MAX_MSG))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(MAX_MSG))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(uds),
-            shutdown_signal(),
-        )
-        .await?;
+            async {
+                let _ = stop_rx.await;
+            },
+        );
+    tokio::pin!(server);
+    tokio::select! {
+        res = &mut server => res?,
+        _ = shutdown_signal() => {
+            // Stop accepting and let in-flight calls finish; kubelet keeps its connection open
+            // forever, so graceful shutdown is bounded rather than waiting for clients to leave.
+            let _ = stop_tx.send(());
+            let drained = async {
+                while crust_shim::cri::inflight() > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            };
+            tokio::select! {
+                _ = &mut server => {}
+                _ = drained => {}
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                    tracing::warn!(grace = ?SHUTDOWN_GRACE, inflight = crust_shim::cri::inflight(), "calls still running; exiting anyway");
+                }
+            }
+        }
+    }
     let _ = std::fs::remove_file(&cfg.listen);
     tracing::info!("crustd stopped; containers keep running under their monitors");
     Ok(())
 }
+
+/// How long in-flight CRI calls get to finish after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -10,6 +10,7 @@ mod service;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crust_runtime::Engine;
@@ -58,11 +59,34 @@ pub fn to_status(e: &Error) -> Status {
     Status::new(code, e.to_string())
 }
 
+static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// CRI calls being served right now (the daemon waits for them on shutdown).
+pub fn inflight() -> usize {
+    INFLIGHT.load(Ordering::SeqCst)
+}
+
+struct InflightGuard;
+
+impl InflightGuard {
+    fn new() -> Self {
+        INFLIGHT.fetch_add(1, Ordering::SeqCst);
+        InflightGuard
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        INFLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Runs one RPC: logs method, object id, duration and outcome, and maps the error.
 pub async fn instrument<T, F>(method: &'static str, id: &str, fut: F) -> Result<Response<T>, Status>
 where
     F: Future<Output = Result<T, Error>>,
 {
+    let _inflight = InflightGuard::new();
     let start = Instant::now();
     let result = fut.await;
     let ms = start.elapsed().as_secs_f64() * 1000.0;

@@ -1,0 +1,527 @@
+//! Pods and containers end to end: the seed workflow, stops with and without a grace period,
+//! namespaces shared in a pod, idempotent teardown, and error codes.
+
+use std::time::{Duration, Instant};
+
+use crust_e2e::{Daemon, cgroup_exists, container_config, cri, log_lines, pod_config, registry};
+use tonic::Code;
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn run_ls_with_a_command_override_and_read_its_log() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    let image_id = c.pull(&image).await.unwrap();
+    let pc = pod_config("seed", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let before = crust_runtime_now();
+    let ctr = c
+        .run(&pod, &pc, container_config("ls", &image, &["ls", "/"]))
+        .await
+        .unwrap();
+    let st = c.wait_exited(&ctr, LONG).await.unwrap();
+    assert_eq!(st.exit_code, 0);
+    assert_eq!(st.reason, "Completed");
+    assert_eq!(st.image_ref, image_id);
+    assert_eq!(st.image.as_ref().unwrap().image, image);
+    assert!(
+        st.created_at >= before
+            && st.started_at >= st.created_at
+            && st.finished_at >= st.started_at
+    );
+    assert_eq!(st.labels.get("ctr").map(String::as_str), Some("ls"));
+    assert_eq!(
+        st.annotations.get("ctr-note").map(String::as_str),
+        Some("unchanged")
+    );
+    let expected_log = d.logs.join("seed").join("ls/0.log");
+    assert_eq!(st.log_path, expected_log.display().to_string());
+    let lines = log_lines(&st.log_path);
+    let names: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    for want in ["bin", "dev", "etc", "proc", "sys", "tmp"] {
+        assert!(names.contains(&want), "ls / output {names:?} lacks {want}");
+    }
+    assert!(lines.iter().all(|(s, _)| s == "stdout"));
+
+    // The image's default command runs when the request gives none, with args replacing Cmd.
+    let mut cfg = container_config("echo", &image, &[]);
+    cfg.args = vec!["echo".into(), "from args".into()];
+    let ctr2 = c.run(&pod, &pc, cfg).await.unwrap();
+    let st2 = c.wait_exited(&ctr2, LONG).await.unwrap();
+    // busybox's Cmd is ["sh"]; args replace it, so this ran `echo "from args"` directly.
+    assert_eq!(
+        log_lines(&st2.log_path),
+        vec![("stdout".to_string(), "from args".to_string())]
+    );
+
+    // stderr, env and exit codes.
+    let mut cfg = container_config(
+        "fail",
+        &image,
+        &["sh", "-c", "echo oops >&2; echo $GREETING; exit 3"],
+    );
+    cfg.envs = vec![cri::KeyValue {
+        key: "GREETING".into(),
+        value: "hello env".into(),
+    }];
+    let ctr3 = c.run(&pod, &pc, cfg).await.unwrap();
+    let st3 = c.wait_exited(&ctr3, LONG).await.unwrap();
+    assert_eq!((st3.exit_code, st3.reason.as_str()), (3, "Error"));
+    let lines = log_lines(&st3.log_path);
+    assert!(
+        lines.contains(&("stderr".to_string(), "oops".to_string())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("stdout".to_string(), "hello env".to_string())),
+        "{lines:?}"
+    );
+    drop(c);
+    d.shutdown().await;
+}
+
+fn crust_runtime_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+#[tokio::test]
+async fn stop_honours_sigterm_grace_and_kills_when_ignored() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("stopper", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let polite = c
+        .run(
+            &pod,
+            &pc,
+            container_config(
+                "polite",
+                &image,
+                &[
+                    "sh",
+                    "-c",
+                    "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let stubborn = c
+        .run(
+            &pod,
+            &pc,
+            container_config(
+                "stubborn",
+                &image,
+                &[
+                    "sh",
+                    "-c",
+                    "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    // Both run, and the list shows them with filters applied.
+    let running = c
+        .list_containers(cri::ContainerFilter {
+            state: Some(cri::ContainerStateValue {
+                state: cri::ContainerState::ContainerRunning as i32,
+            }),
+            pod_sandbox_id: pod.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 2);
+    let by_label = c
+        .list_containers(cri::ContainerFilter {
+            label_selector: [("ctr".to_string(), "polite".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_label.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+        vec![polite.clone()]
+    );
+    for id in [&polite, &stubborn] {
+        let path = c.status(id).await.unwrap().log_path;
+        assert!(
+            crust_e2e::eventually(LONG, || async {
+                log_lines(&path).iter().any(|(_, l)| l == "ready")
+            })
+            .await
+        );
+    }
+
+    let t = Instant::now();
+    c.stop(&polite, 10).await.unwrap();
+    let st = c.status(&polite).await.unwrap();
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, 0, "the TERM trap exits 0");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "a polite container must not wait for the timeout"
+    );
+    assert!(log_lines(&st.log_path).iter().any(|(_, l)| l == "bye"));
+
+    let t = Instant::now();
+    c.stop(&stubborn, 1).await.unwrap();
+    let st = c.status(&stubborn).await.unwrap();
+    assert_eq!(st.exit_code, 137, "SIGKILL after the grace period");
+    assert!(t.elapsed() >= Duration::from_secs(1));
+
+    // Stop is idempotent.
+    c.stop(&stubborn, 1).await.unwrap();
+    assert_eq!(c.status(&stubborn).await.unwrap().exit_code, 137);
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn image_stop_signal_is_used() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().stopsig();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("sig", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    // Only SIGUSR1 (the image's StopSignal) ends this one cleanly; SIGTERM is ignored by PID 1.
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config(
+                "usr1",
+                &image,
+                &[
+                    "sh",
+                    "-c",
+                    "trap 'exit 0' USR1; echo ready; while true; do sleep 0.1; done",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let path = c.status(&id).await.unwrap().log_path;
+    assert!(crust_e2e::eventually(LONG, || async { !log_lines(&path).is_empty() }).await);
+    c.stop(&id, 20).await.unwrap();
+    assert_eq!(c.status(&id).await.unwrap().exit_code, 0);
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn containers_share_the_pod_namespaces_but_not_pids() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("shared", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let probe = "echo host=$(hostname); echo net=$(readlink /proc/self/ns/net); echo ipc=$(readlink /proc/self/ns/ipc); echo pid=$(readlink /proc/self/ns/pid); echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); ip -o link 2>/dev/null | cut -d: -f2; cat /etc/hostname";
+    let mut outs = Vec::new();
+    for name in ["a", "b"] {
+        let id = c
+            .run(
+                &pod,
+                &pc,
+                container_config(name, &image, &["sh", "-c", probe]),
+            )
+            .await
+            .unwrap();
+        let st = c.wait_exited(&id, LONG).await.unwrap();
+        assert_eq!(st.exit_code, 0, "{:?}", log_lines(&st.log_path));
+        outs.push(
+            log_lines(&st.log_path)
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect::<Vec<_>>(),
+        );
+    }
+    let get = |o: &Vec<String>, k: &str| {
+        o.iter()
+            .find(|l| l.starts_with(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(get(&outs[0], "host="), "host=shared");
+    assert_eq!(get(&outs[0], "net="), get(&outs[1], "net="));
+    assert_eq!(get(&outs[0], "ipc="), get(&outs[1], "ipc="));
+    assert_ne!(
+        get(&outs[0], "pid="),
+        get(&outs[1], "pid="),
+        "each container has its own PID namespace"
+    );
+    assert!(
+        get(&outs[0], "pid1=").starts_with("pid1=sh"),
+        "the container's process is PID 1: {outs:?}"
+    );
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        get(&outs[0], "net="),
+        format!("net={}", host_net.display()),
+        "pod has its own netns"
+    );
+    // Only loopback in the pod network, and it is up.
+    assert!(outs[0].iter().any(|l| l.trim() == "lo"), "{:?}", outs[0]);
+    assert!(
+        outs[0].contains(&"shared".to_string()),
+        "/etc/hostname is the pod's"
+    );
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn pod_stop_and_remove_are_idempotent_and_leave_nothing() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("teardown", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let ctr = c
+        .run(
+            &pod,
+            &pc,
+            container_config("sleeper", &image, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    let pod_cgroup = format!("{}/{pod}", d.cgroup_root);
+    assert!(cgroup_exists(&format!("{pod_cgroup}/{ctr}")));
+
+    let status =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let s = status.status.unwrap();
+    assert_eq!(s.state, cri::PodSandboxState::SandboxReady as i32);
+    assert_eq!(s.labels, pc.labels);
+    assert_eq!(s.annotations, pc.annotations);
+    assert!(status.info["info"].contains("netns"));
+
+    for _ in 0..2 {
+        c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    let st = c.status(&ctr).await.unwrap();
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, 137);
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                state: Some(cri::PodSandboxStateValue {
+                    state: cri::PodSandboxState::SandboxNotready as i32,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(pods.len(), 1);
+    // A stopped pod takes no new containers.
+    let err = c
+        .create(&pod, &pc, container_config("late", &image, &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<tonic::Status>().unwrap().code(),
+        Code::FailedPrecondition
+    );
+
+    for _ in 0..2 {
+        c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    let err =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        c.list_containers(cri::ContainerFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !cgroup_exists(&pod_cgroup),
+        "pod cgroup {pod_cgroup} is left behind"
+    );
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(&*d.dir.path().display().to_string()),
+        "mounts left under the daemon's dirs"
+    );
+    assert!(!d.state.join("pods").join(&pod).exists());
+    assert!(!d.root.join("containers").join(&ctr).exists());
+    // The name is free again.
+    let again = c.run_pod(&pc).await.unwrap();
+    assert_ne!(again, pod);
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("errs", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+
+    let code = |e: anyhow::Error| e.downcast_ref::<tonic::Status>().map(|s| s.code());
+    // Same pod name and attempt again.
+    assert_eq!(
+        code(c.run_pod(&pc).await.unwrap_err()),
+        Some(Code::AlreadyExists)
+    );
+    // Missing metadata.
+    let err =
+        c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cri::PodSandboxConfig::default()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("metadata"), "{}", err.message());
+    // Unknown pod, unknown image, bad log path, no command.
+    let mut unknown_pod = "f".repeat(64);
+    unknown_pod.replace_range(..1, "0");
+    assert_eq!(
+        code(
+            c.create(&unknown_pod, &pc, container_config("x", &image, &["true"]))
+                .await
+                .unwrap_err()
+        ),
+        Some(Code::NotFound)
+    );
+    let absent = format!("{}/crust-test/absent:1", registry().addr);
+    assert_eq!(
+        code(
+            c.create(&pod, &pc, container_config("x", &absent, &["true"]))
+                .await
+                .unwrap_err()
+        ),
+        Some(Code::NotFound)
+    );
+    let mut cfg = container_config("x", &image, &["true"]);
+    cfg.log_path = "../../escape.log".into();
+    assert_eq!(
+        code(c.create(&pod, &pc, cfg).await.unwrap_err()),
+        Some(Code::InvalidArgument)
+    );
+    // Start twice.
+    let id = c
+        .create(
+            &pod,
+            &pc,
+            container_config("once", &image, &["sleep", "100"]),
+        )
+        .await
+        .unwrap();
+    c.start(&id).await.unwrap();
+    assert_eq!(
+        code(c.start(&id).await.unwrap_err()),
+        Some(Code::FailedPrecondition)
+    );
+    // Same container name in the pod.
+    assert_eq!(
+        code(
+            c.create(&pod, &pc, container_config("once", &image, &["true"]))
+                .await
+                .unwrap_err()
+        ),
+        Some(Code::AlreadyExists)
+    );
+    // Unknown container for status; remove of unknown is idempotent.
+    assert!(c.status(&unknown_pod).await.is_err());
+    c.rt.remove_container(cri::RemoveContainerRequest {
+        container_id: unknown_pod.clone(),
+    })
+    .await
+    .unwrap();
+    // RPCs not built yet answer UNIMPLEMENTED naming themselves.
+    let err =
+        c.rt.exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".into()],
+            timeout: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert!(err.message().contains("ExecSync"));
+
+    // After all that, exactly the one good container exists and still runs.
+    let all = c
+        .list_containers(cri::ContainerFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        c.status(&id).await.unwrap().state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+
+    // Version, Status and RuntimeConfig.
+    let v =
+        c.rt.version(cri::VersionRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+        ("crust", "v1")
+    );
+    let s =
+        c.rt.status(cri::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+    let conds = s.status.unwrap().conditions;
+    assert!(conds.iter().any(|x| x.r#type == "RuntimeReady" && x.status));
+    assert!(
+        conds
+            .iter()
+            .any(|x| x.r#type == "NetworkReady" && !x.status && !x.reason.is_empty())
+    );
+    let rc =
+        c.rt.runtime_config(cri::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Cgroupfs as i32
+    );
+    drop(c);
+    d.shutdown().await;
+}
