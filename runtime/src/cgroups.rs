@@ -25,7 +25,7 @@ impl Hierarchy {
     pub fn detect() -> io::Result<Self> {
         let root = Path::new("/sys/fs/cgroup");
         let st = nix::sys::statfs::statfs(root).map_err(io::Error::from)?;
-        if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
+        if st.filesystem_type().0 == CGROUP2_SUPER_MAGIC {
             return Ok(Hierarchy::V2 {
                 root: root.to_path_buf(),
             });

@@ -83,6 +83,15 @@ pub fn unmount_if_mounted(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// True when something is mounted on `path` (its device differs from its parent's).
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(me), Some(Ok(parent))) = (fs::metadata(path), path.parent().map(fs::metadata)) else {
+        return false;
+    };
+    me.dev() != parent.dev()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

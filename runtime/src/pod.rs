@@ -95,7 +95,7 @@ fn resolv_conf(d: &cri::DnsConfig) -> Result<String> {
 pub fn mount_shm(dir: &Path) -> Result<()> {
     let shm = dir.join(SHM_DIR);
     fs::create_dir_all(&shm).ctx(|| format!("create {}", shm.display()))?;
-    if crate::monitor::pin::is_pinned(&shm) {
+    if crate::fsutil::is_mount_point(&shm) {
         return Ok(());
     }
     nix::mount::mount(

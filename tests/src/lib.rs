@@ -62,6 +62,10 @@ impl Registry {
     pub fn stopsig(&self) -> String {
         format!("{}/crust-test/stopsig:latest", self.addr)
     }
+    /// Any of the fixture's repositories (see fixtures/build-images.sh).
+    pub fn image(&self, repo: &str) -> String {
+        format!("{}/crust-test/{repo}:latest", self.addr)
+    }
 }
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -74,8 +78,18 @@ pub fn registry() -> &'static Registry {
             return Registry { addr };
         }
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("crust-e2e-registry-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // The registry is killed when this process exits, before anything here could clean up
+        // after it: its data goes in a per-process dir, and dirs of dead processes are removed.
+        let base = std::env::temp_dir().join("crust-e2e-registries");
+        if let Ok(rd) = std::fs::read_dir(&base) {
+            for e in rd.flatten() {
+                let pid = e.file_name().to_string_lossy().to_string();
+                if !Path::new("/proc").join(&pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).expect("registry dir");
         let dir2 = dir.clone();
         // The registry dies with the thread that started it (PDEATHSIG), so that thread lives
@@ -99,7 +113,6 @@ pub fn registry() -> &'static Registry {
                 .expect("start docker-registry (is it installed?)");
             tx.send(()).expect("signal registry start");
             let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&dir2);
         });
         rx.recv().expect("registry thread");
         let addr = format!("127.0.0.1:{port}");

@@ -215,3 +215,107 @@ async fn bad_image_requests_get_clear_codes() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn manifest_kinds_platforms_and_layers_unpack_right() {
+    use crust_e2e::{container_config, log_lines, pod_config};
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let pc = pod_config("kinds", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    // An OCI index and a Docker manifest list: linux/amd64 is picked, and repo_digests names
+    // the index (what the tag points at), not the platform manifest.
+    for repo in ["multi", "dockerlist"] {
+        let image = registry().image(repo);
+        let id = c.pull(&image).await.unwrap();
+        let img = c
+            .img
+            .image_status(cri::ImageStatusRequest {
+                image: spec(&image),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image
+            .unwrap();
+        assert_eq!(img.id, id);
+        let served = served_digest(&registry().addr, repo);
+        // Both repos' amd64 entries carry the same config, so they are one image with both
+        // names; each name's digest is the digest of what its tag points at.
+        assert!(
+            img.repo_digests
+                .contains(&format!("{}/crust-test/{repo}@{served}", registry().addr)),
+            "{:?} lacks {repo}@{served}",
+            img.repo_digests
+        );
+        assert!(img.repo_tags.contains(&image));
+        let ctr = c
+            .run(&pod, &pc, container_config(repo, &image, &[]))
+            .await
+            .unwrap();
+        let st = c
+            .wait_exited(&ctr, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            log_lines(&st.log_path),
+            vec![("stdout".to_string(), "right-arch".to_string())],
+            "{repo}"
+        );
+    }
+    // Two layers: a whiteout hides /etc/group, an opaque dir hides the lower /var.
+    let image = registry().image("layered");
+    c.pull(&image).await.unwrap();
+    let probe = "test -e /etc/group && echo group-present; test -e /etc/passwd && echo passwd-present; ls /var";
+    let ctr = c
+        .run(
+            &pod,
+            &pc,
+            container_config("layered", &image, &["sh", "-c", probe]),
+        )
+        .await
+        .unwrap();
+    let st = c
+        .wait_exited(&ctr, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let out: Vec<String> = log_lines(&st.log_path)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(
+        out,
+        vec!["passwd-present".to_string(), "new.txt".to_string()]
+    );
+    // The busybox layer is shared with the other images: one snapshot per chain id.
+    let snapshots = std::fs::read_dir(d.root.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(
+        snapshots, 2,
+        "busybox layer + the layered image's second layer"
+    );
+    drop(c);
+    d.shutdown().await;
+}
+
+/// The digest the registry serves for `repo:latest` (Docker-Content-Digest), read with curl.
+fn served_digest(addr: &str, repo: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-fsSI", "-H"])
+        .arg("Accept: application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json")
+        .arg(format!("http://{addr}/v2/crust-test/{repo}/manifests/latest"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_string())
+        })
+        .expect("registry sends Docker-Content-Digest")
+}

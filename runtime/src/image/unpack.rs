@@ -304,6 +304,9 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, path, body).unwrap();
     }
@@ -320,6 +323,9 @@ mod tests {
         h.as_old_mut().name[..name.len()].copy_from_slice(name);
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(kind);
         if let Some(l) = link {
             h.set_link_name(l).unwrap();

@@ -108,7 +108,7 @@ fn loopback_up() -> nix::Result<()> {
 /// True when `path` has an nsfs bind mount on it.
 pub fn is_pinned(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// Unmounts and deletes the pinned namespace files. Missing ones are fine.

@@ -475,10 +475,9 @@ async fn pump(
         }
         if let Some(log) = &log
             && !records.is_empty()
+            && let Err(e) = log_writer::write_records(&mut log.borrow_mut(), stream, &records)
         {
-            if let Err(e) = log_writer::write_records(&mut log.borrow_mut(), stream, &records) {
-                tracing::warn!(err = %e, "log write failed");
-            }
+            tracing::warn!(err = %e, "log write failed");
         }
         records.clear();
         if n == 0 {

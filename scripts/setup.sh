@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing crust needs on a Debian 12 machine, idempotently:
+# Debian packages (libseccomp for libcontainer, protoc for the CRI bindings, and for the tests
+# busybox-static, docker-registry and curl), and checks for a Rust toolchain.
+set -euo pipefail
+
+need=(libseccomp-dev protobuf-compiler busybox-static docker-registry curl iproute2 ca-certificates)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts docker-registry as a service on :5000 when it can; crust's scripts run their
+# own registries, so a packaged instance is left as it is.
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: no Rust toolchain found; install one (rustup, Rust >= 1.88) and run again" >&2
+    exit 1
+  fi
+fi
+echo "setup: ok ($(cargo --version))"

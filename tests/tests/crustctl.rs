@@ -1,0 +1,121 @@
+//! The Docker-like workflow through crustctl against a real crustd.
+
+use std::process::{Command, Output};
+
+use crust_e2e::{Daemon, bin, registry};
+
+fn ctl(d: &Daemon, args: &[&str]) -> Output {
+    Command::new(bin("crustctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--log-root")
+        .arg(&d.logs)
+        .args(args)
+        .output()
+        .expect("run crustctl")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn docker_like_workflow() {
+    let d = Daemon::start().await.unwrap();
+    let image = registry().busybox();
+
+    let v = ctl(&d, &["version"]);
+    assert!(v.status.success());
+    assert!(stdout(&v).contains("crust"));
+
+    // run pulls when needed, prints the output and returns the exit code.
+    let o = ctl(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "WHO=world",
+            &image,
+            "sh",
+            "-c",
+            "echo hello $WHO; echo warn >&2; exit 3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(stdout(&o), "hello world\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "warn\n");
+    let images = stdout(&ctl(&d, &["images"]));
+    assert!(images.contains("crust-test/busybox"), "{images}");
+    // --rm left nothing behind.
+    assert_eq!(stdout(&ctl(&d, &["ps", "-a", "-q"])), "");
+
+    // Detached run, ps, logs, stop, rm.
+    let o = ctl(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            &image,
+            "sh",
+            "-c",
+            "echo started; exec sleep 1000",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 64);
+    let ps = stdout(&ctl(&d, &["ps"]));
+    assert!(
+        ps.contains("web") && ps.contains(&id[..12]) && ps.contains("Up"),
+        "{ps}"
+    );
+    assert!(
+        crust_e2e::eventually(std::time::Duration::from_secs(10), || async {
+            stdout(&ctl(&d, &["logs", "web"])) == "started\n"
+        })
+        .await
+    );
+    let o = ctl(&d, &["stop", "-t", "1", "web"]);
+    assert!(o.status.success(), "{o:?}");
+    let ps = stdout(&ctl(&d, &["ps"]));
+    assert!(!ps.contains("web"), "{ps}");
+    let psa = stdout(&ctl(&d, &["ps", "-a"]));
+    assert!(
+        psa.contains("Exited (143)") || psa.contains("Exited (137)"),
+        "{psa}"
+    );
+    let inspect = stdout(&ctl(&d, &["inspect", &id[..12]]));
+    assert!(inspect.contains(&id), "{inspect}");
+    assert!(ctl(&d, &["rm", "web"]).status.success());
+    assert_eq!(stdout(&ctl(&d, &["ps", "-a", "-q"])), "");
+
+    // kill, and rm -f of a running container.
+    let id = stdout(&ctl(&d, &["run", "-d", &image, "sleep", "1000"]))
+        .trim()
+        .to_string();
+    let o = ctl(&d, &["rm", &id]);
+    assert!(!o.status.success(), "rm of a running container needs -f");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("running"));
+    assert!(ctl(&d, &["kill", &id]).status.success());
+    assert!(stdout(&ctl(&d, &["ps", "-a"])).contains("Exited (137)"));
+    assert!(ctl(&d, &["rm", "-f", &id]).status.success());
+    let id = stdout(&ctl(&d, &["run", "-d", &image, "sleep", "1000"]))
+        .trim()
+        .to_string();
+    assert!(ctl(&d, &["rm", "-f", &id]).status.success());
+    assert_eq!(stdout(&ctl(&d, &["ps", "-a", "-q"])), "");
+
+    // Errors are one line and a non-zero exit.
+    let o = ctl(&d, &["logs", "nosuch"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("nosuch"));
+
+    assert!(ctl(&d, &["rmi", &image]).status.success());
+    assert!(!stdout(&ctl(&d, &["images"])).contains("crust-test/busybox"));
+    d.shutdown().await;
+}

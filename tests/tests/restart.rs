@@ -1,0 +1,159 @@
+//! crustd dies with SIGKILL and comes back: containers keep running and logging under their
+//! monitors, exits that happened meanwhile are reported with their real codes, and nothing is
+//! lost or duplicated.
+
+use std::time::Duration;
+
+use crust_e2e::{Daemon, container_config, cri, eventually, log_lines, pod_config, registry};
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn containers_survive_a_daemon_kill_and_exits_are_not_lost() {
+    let mut d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("survivor", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let ticker = c
+        .run(
+            &pod,
+            &pc,
+            container_config(
+                "ticker",
+                &image,
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let short = c
+        .run(
+            &pod,
+            &pc,
+            container_config("short", &image, &["sh", "-c", "sleep 1; exit 42"]),
+        )
+        .await
+        .unwrap();
+    let created_only = c
+        .create(
+            &pod,
+            &pc,
+            container_config("later", &image, &["sleep", "100"]),
+        )
+        .await
+        .unwrap();
+    let ticker_pid = {
+        let st =
+            c.rt.container_status(cri::ContainerStatusRequest {
+                container_id: ticker.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+        info["pid"].as_i64().unwrap() as i32
+    };
+    let log = c.status(&ticker).await.unwrap().log_path;
+    drop(c);
+
+    d.kill9();
+    // While the daemon is down: `short` exits, and `ticker` goes on logging.
+    let lines_at_kill = log_lines(&log).len();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(
+        log_lines(&log).len() > lines_at_kill + 5,
+        "the ticker stopped logging without the daemon"
+    );
+    // SAFETY: kill(pid, 0) only checks that the process exists.
+    assert_eq!(
+        unsafe { libc::kill(ticker_pid, 0) },
+        0,
+        "the ticker died with the daemon"
+    );
+
+    d.spawn().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].state, cri::PodSandboxState::SandboxReady as i32);
+    let all = c
+        .list_containers(cri::ContainerFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let state = |id: &str| all.iter().find(|x| x.id == id).unwrap().state;
+    assert_eq!(state(&ticker), cri::ContainerState::ContainerRunning as i32);
+    assert_eq!(state(&short), cri::ContainerState::ContainerExited as i32);
+    assert_eq!(
+        state(&created_only),
+        cri::ContainerState::ContainerCreated as i32
+    );
+    let st = c.status(&short).await.unwrap();
+    assert_eq!((st.exit_code, st.reason.as_str()), (42, "Error"));
+
+    // The ticker still logs after the restart, with no duplicated or lost sequence numbers.
+    let n = log_lines(&log).len();
+    assert!(eventually(LONG, || async { log_lines(&log).len() > n + 3 }).await);
+    // The created container can still be started after the restart.
+    c.start(&created_only).await.unwrap();
+    assert_eq!(
+        c.status(&created_only).await.unwrap().state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    c.stop(&ticker, 0).await.unwrap();
+    let seq: Vec<u64> = log_lines(&log)
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("tick ").and_then(|n| n.parse().ok()))
+        .collect();
+    assert!(!seq.is_empty());
+    for (i, v) in seq.iter().enumerate() {
+        assert_eq!(*v, i as u64, "tick log has gaps or repeats");
+    }
+    assert_eq!(c.status(&ticker).await.unwrap().exit_code, 137);
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
+    let mut d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("term", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config("sleeper", &image, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    // The client keeps its connection open, as kubelet does; SIGTERM must not wait for it.
+    let started = std::time::Instant::now();
+    assert_eq!(d.terminate(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!d.socket.exists(), "the socket is removed on a clean stop");
+    drop(c);
+    d.spawn().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    assert_eq!(
+        c.status(&id).await.unwrap().state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    drop(c);
+    d.shutdown().await;
+}
