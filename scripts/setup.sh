@@ -4,7 +4,7 @@
 # busybox-static, docker-registry and curl), and checks for a Rust toolchain.
 set -euo pipefail
 
-need=(libseccomp-dev protobuf-compiler busybox-static docker-registry curl iproute2 ca-certificates)
+need=(libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 ca-certificates)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

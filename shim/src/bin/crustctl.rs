@@ -108,6 +108,12 @@ enum Cmd {
         /// Also print the results as JSON.
         #[arg(long)]
         json: bool,
+        /// Pods get cgroup_parent <this>/pod<i> (as kubelet gives each pod its own).
+        #[arg(long, default_value = "/crust-bench")]
+        cgroup_parent: String,
+        /// Run the pods in the host network namespace (no CNI; for runtimes that need one).
+        #[arg(long)]
+        host_network: bool,
     },
 }
 
@@ -237,7 +243,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             image,
             iterations,
             json,
-        } => bench(&mut c, &cli.log_root, &image, iterations, json).await?,
+            cgroup_parent,
+            host_network,
+        } => {
+            bench(
+                &mut c,
+                &cli.log_root,
+                &image,
+                iterations,
+                json,
+                &cgroup_parent,
+                host_network,
+            )
+            .await?
+        }
     }
     Ok(0)
 }
@@ -354,7 +373,7 @@ async fn run(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (pod_id, ctr_id) =
-        create_pod_and_container(c, log_root, &name, &image, command, envs).await?;
+        create_pod_and_container(c, log_root, &name, &image, command, envs, None).await?;
     c.runtime
         .start_container(cri::StartContainerRequest {
             container_id: ctr_id.clone(),
@@ -386,8 +405,15 @@ async fn create_pod_and_container(
     image: &str,
     command: Vec<String>,
     envs: Vec<cri::KeyValue>,
+    linux: Option<cri::LinuxPodSandboxConfig>,
 ) -> anyhow::Result<(String, String)> {
     let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), "true".to_string())].into();
+    // A pod in the host network (and UTS) namespace keeps the host's hostname, as kubelet sends it.
+    let host_network = linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == cri::NamespaceMode::Node as i32);
     let pod_config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: name.into(),
@@ -395,13 +421,17 @@ async fn create_pod_and_container(
             namespace: "crustctl".into(),
             attempt: 0,
         }),
-        hostname: name
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(63)
-            .collect(),
+        hostname: if host_network {
+            String::new()
+        } else {
+            name.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(63)
+                .collect()
+        },
         log_directory: log_root.join(name).display().to_string(),
         labels: labels.clone(),
+        linux,
         ..Default::default()
     };
     let pod_id = c
@@ -684,6 +714,8 @@ async fn bench(
     image: &str,
     n: usize,
     json: bool,
+    cgroup_parent: &str,
+    host_network: bool,
 ) -> anyhow::Result<()> {
     if n == 0 {
         bail!("--iterations must be at least 1");
@@ -711,6 +743,17 @@ async fn bench(
             image,
             vec!["sleep".into(), "3600".into()],
             vec![],
+            Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: format!("{cgroup_parent}/pod{i}"),
+                security_context: host_network.then(|| cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
         )
         .await?;
         c.runtime
