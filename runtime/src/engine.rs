@@ -95,22 +95,61 @@ impl Engine {
     /// After a restart: containers that exited while the daemon was away get their recorded
     /// exit; pods whose state dir is gone (a reboot) become NotReady.
     pub async fn recover(&self) {
+        let mut orphaned = std::collections::HashSet::new();
         for pod in self.store.all_pods() {
             let mut p = pod.lock().await;
-            if p.state == PodState::Ready
-                && !self
-                    .pod_dir(&p.id)
-                    .join(crate::monitor::SOCKET_FILE)
-                    .exists()
-            {
+            if p.state == PodState::Ready && !client::is_alive(&self.pod_dir(&p.id)).await {
                 tracing::warn!(pod = %p.id, "pod monitor is gone; marking the pod NotReady");
                 p.state = PodState::NotReady;
                 let _ = self.store.save_pod(&p);
+            }
+            if p.state == PodState::NotReady {
+                orphaned.insert(p.id.clone());
             }
         }
         for c in self.store.all_containers() {
             let mut c = c.lock().await;
             self.refresh(&mut c);
+            if orphaned.contains(&c.pod_id) {
+                self.reap_orphan(&mut c).await;
+            }
+        }
+    }
+
+    /// A container whose monitor is gone can be neither logged nor reaped: end whatever is
+    /// left of it (its own cgroup holds only its processes) and record it as exited.
+    async fn reap_orphan(&self, c: &mut ContainerRecord) {
+        if !matches!(c.state, ContainerState::Running | ContainerState::Created) {
+            return;
+        }
+        let pod_cgroup = match self.store.pod(&c.pod_id) {
+            Some(p) => p.lock().await.cgroup_path.clone(),
+            None => return,
+        };
+        let cgroup = format!("{pod_cgroup}/{}", c.id);
+        for _ in 0..50 {
+            let pids = self.hierarchy.procs(&cgroup);
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(id = %c.id, "container lost its monitor; killed and marked exited");
+        c.state = ContainerState::Exited;
+        c.finished_at = now_nanos();
+        c.exit_code = 255;
+        c.reason = "Unknown".into();
+        c.message =
+            "the pod monitor died; the container was killed because nothing could supervise it"
+                .into();
+        if let Err(e) = self.store.save_container(c) {
+            tracing::warn!(id = %c.id, err = %e, "cannot persist exit");
         }
     }
 

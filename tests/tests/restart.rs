@@ -157,3 +157,92 @@ async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dead_monitor_means_exited_containers_not_stuck_running_ones() {
+    let mut d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("orphan", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config("sleeper", &image, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    let info =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let monitor = info["monitor_pid"].as_i64().unwrap() as i32;
+    assert!(monitor > 0);
+    drop(c);
+    d.kill9();
+    // SAFETY: the monitor pid comes from this test's own daemon.
+    assert_eq!(unsafe { libc::kill(monitor, libc::SIGKILL) }, 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    d.spawn().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let p =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(p.state, cri::PodSandboxState::SandboxNotready as i32);
+    let st = c.status(&id).await.unwrap();
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(st.reason, "Unknown");
+    assert!(!st.message.is_empty());
+    let cgroup = format!("{}/{pod}/{id}", d.cgroup_root);
+    let procs: Vec<String> = crust_e2e::cgroup_mounts()
+        .iter()
+        .filter_map(|m| {
+            std::fs::read_to_string(m.join(cgroup.trim_start_matches('/')).join("cgroup.procs"))
+                .ok()
+        })
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    assert!(
+        procs.is_empty(),
+        "the orphaned container still has processes: {procs:?}"
+    );
+    // The pod can still be torn down completely.
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(!crust_e2e::cgroup_exists(&format!(
+        "{}/{pod}",
+        d.cgroup_root
+    )));
+    assert!(
+        c.list_containers(cri::ContainerFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(c);
+    d.shutdown().await;
+}
