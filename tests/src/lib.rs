@@ -393,6 +393,33 @@ fn remove_cgroup_tree(path: &str) {
     }
 }
 
+/// The common start of a test: a daemon, a client, the busybox image pulled and one ready pod.
+pub struct PodFixture {
+    pub d: Daemon,
+    pub c: Cri,
+    pub image: String,
+    pub pod: String,
+    pub pc: cri::PodSandboxConfig,
+}
+
+impl PodFixture {
+    pub async fn start(pod_name: &str) -> PodFixture {
+        let d = Daemon::start().await.expect("start crustd");
+        let mut c = d.cri().await.expect("connect to crustd");
+        let image = registry().busybox();
+        c.pull(&image).await.expect("pull busybox");
+        let pc = pod_config(pod_name, &d.logs);
+        let pod = c.run_pod(&pc).await.expect("run pod");
+        PodFixture {
+            d,
+            c,
+            image,
+            pod,
+            pc,
+        }
+    }
+}
+
 // ------------------------------------------------------------------ request helpers
 
 pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {

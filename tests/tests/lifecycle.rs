@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crust_e2e::{Daemon, cgroup_exists, container_config, cri, log_lines, pod_config, registry};
+use crust_e2e::{
+    Daemon, PodFixture, cgroup_exists, container_config, cri, log_lines, pod_config, registry,
+};
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -91,12 +93,13 @@ fn crust_runtime_now() -> i64 {
 
 #[tokio::test]
 async fn stop_honours_sigterm_grace_and_kills_when_ignored() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("stopper", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("stopper").await;
     let polite = c
         .run(
             &pod,
@@ -221,27 +224,53 @@ async fn image_stop_signal_is_used() {
 
 #[tokio::test]
 async fn containers_share_the_pod_namespaces_but_not_pids() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("shared", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("shared").await;
     let probe = "echo host=$(hostname); echo net=$(readlink /proc/self/ns/net); echo ipc=$(readlink /proc/self/ns/ipc); echo pid=$(readlink /proc/self/ns/pid); echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); ip -o link 2>/dev/null | cut -d: -f2; cat /etc/hostname";
-    let mut outs = Vec::new();
+    // Both run at once: namespace inode numbers are recycled once a namespace dies, so only
+    // live namespaces can be compared. Each probes, then waits for a stop file from the other.
+    let mut ids = Vec::new();
     for name in ["a", "b"] {
+        let script =
+            format!("{probe}; echo done; while [ ! -e /dev/shm/stop ]; do sleep 0.05; done");
         let id = c
             .run(
                 &pod,
                 &pc,
-                container_config(name, &image, &["sh", "-c", probe]),
+                container_config(name, &image, &["sh", "-c", &script]),
             )
             .await
             .unwrap();
-        let st = c.wait_exited(&id, LONG).await.unwrap();
-        assert_eq!(st.exit_code, 0, "{:?}", log_lines(&st.log_path));
+        let path = c.status(&id).await.unwrap().log_path;
+        assert!(
+            crust_e2e::eventually(LONG, || async {
+                log_lines(&path).iter().any(|(_, l)| l == "done")
+            })
+            .await
+        );
+        ids.push((id, path));
+    }
+    // /dev/shm is the pod's: a file made in one container is seen by the other.
+    let toucher = c
+        .run(
+            &pod,
+            &pc,
+            container_config("stopper", &image, &["touch", "/dev/shm/stop"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.wait_exited(&toucher, LONG).await.unwrap().exit_code, 0);
+    let mut outs = Vec::new();
+    for (id, path) in &ids {
+        let st = c.wait_exited(id, LONG).await.unwrap();
+        assert_eq!(st.exit_code, 0, "{:?}", log_lines(path));
         outs.push(
-            log_lines(&st.log_path)
+            log_lines(path)
                 .into_iter()
                 .map(|(_, l)| l)
                 .collect::<Vec<_>>(),
@@ -283,12 +312,13 @@ async fn containers_share_the_pod_namespaces_but_not_pids() {
 
 #[tokio::test]
 async fn pod_stop_and_remove_are_idempotent_and_leave_nothing() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("teardown", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("teardown").await;
     let ctr = c
         .run(
             &pod,
@@ -389,12 +419,13 @@ async fn pod_stop_and_remove_are_idempotent_and_leave_nothing() {
 
 #[tokio::test]
 async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("errs", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("errs").await;
 
     let code = |e: anyhow::Error| e.downcast_ref::<tonic::Status>().map(|s| s.code());
     // Same pod name and attempt again.

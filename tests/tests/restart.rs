@@ -4,18 +4,19 @@
 
 use std::time::Duration;
 
-use crust_e2e::{Daemon, container_config, cri, eventually, log_lines, pod_config, registry};
+use crust_e2e::{PodFixture, container_config, cri, eventually, log_lines};
 
 const LONG: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn containers_survive_a_daemon_kill_and_exits_are_not_lost() {
-    let mut d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("survivor", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        mut d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("survivor").await;
     let ticker = c
         .run(
             &pod,
@@ -128,12 +129,13 @@ async fn containers_survive_a_daemon_kill_and_exits_are_not_lost() {
 
 #[tokio::test]
 async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
-    let mut d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("term", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        mut d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("term").await;
     let id = c
         .run(
             &pod,
@@ -160,12 +162,13 @@ async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
 
 #[tokio::test]
 async fn a_dead_monitor_means_exited_containers_not_stuck_running_ones() {
-    let mut d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("orphan", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        mut d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("orphan").await;
     let id = c
         .run(
             &pod,
