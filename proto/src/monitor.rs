@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest frame either side accepts; requests and replies are small.
-pub const MAX_FRAME: u32 = 4 << 20;
+/// Largest frame either side accepts: an ExecSync reply carries up to 2 × 16 MiB of output,
+/// base64-encoded.
+pub const MAX_FRAME: u32 = 48 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -26,6 +27,17 @@ pub enum Request {
     },
     /// Forget a container: kill it if it still runs, remove libcontainer's state and cgroup.
     Delete { id: String },
+    /// Run a command in a running container and collect its output (CRI ExecSync).
+    ExecSync {
+        id: String,
+        cmd: Vec<String>,
+        /// 0 = no timeout.
+        timeout_secs: i64,
+        /// Each of stdout and stderr is cut at this many bytes.
+        max_output: usize,
+    },
+    /// Reopen the container's log file at its path (after kubelet rotated it).
+    ReopenLog { id: String },
     /// Liveness and identity check.
     Ping,
     /// Stop every container and exit; the pod is going away.
@@ -50,6 +62,7 @@ pub enum Reply {
     Created { pid: i32 },
     Exited(ExitRecord),
     Pong { pid: i32, containers: Vec<String> },
+    ExecResult(ExecResult),
     Error { kind: ErrorKind, message: String },
 }
 
@@ -77,6 +90,34 @@ pub struct ExitRecord {
 }
 
 pub const EXIT_FILE: &str = "exit.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    #[serde(with = "b64")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "b64")]
+    pub stderr: Vec<u8>,
+    /// The timeout expired: the process was killed and the output is what came before.
+    pub timed_out: bool,
+}
+
+/// Bytes as base64 strings, so command output stays compact in JSON frames.
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -137,6 +178,20 @@ mod tests {
         write_frame(&mut a, &req).await.unwrap();
         let got: Request = read_frame(&mut b).await.unwrap();
         assert_eq!(got, req);
+    }
+
+    #[tokio::test]
+    async fn exec_output_round_trips_as_base64() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let reply = Reply::ExecResult(ExecResult {
+            exit_code: 1,
+            stdout: vec![0, 159, 255, b'\n'],
+            stderr: b"err".to_vec(),
+            timed_out: false,
+        });
+        write_frame(&mut a, &reply).await.unwrap();
+        let got: Reply = read_frame(&mut b).await.unwrap();
+        assert_eq!(got, reply);
     }
 
     #[tokio::test]

@@ -147,6 +147,91 @@ impl Hierarchy {
     }
 }
 
+/// What a cgroup says about its processes' resource use. Fields the hierarchy lacks stay 0.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupStats {
+    pub cpu_usage_ns: u64,
+    pub memory_usage: u64,
+    /// Usage minus inactive file pages: what the kernel cannot reclaim easily (kubelet's
+    /// eviction signal).
+    pub memory_working_set: u64,
+    pub memory_rss: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+    pub memory_limit: Option<u64>,
+    pub swap_usage: u64,
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// `key value` lines (memory.stat, cpu.stat).
+fn read_kv(p: &Path) -> std::collections::HashMap<String, u64> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+impl Hierarchy {
+    /// Resource use of cgroup `path` (zeros where the files are missing).
+    pub fn stats(&self, path: &str) -> CgroupStats {
+        let rel = path.trim_start_matches('/');
+        let mut s = CgroupStats::default();
+        match self {
+            Hierarchy::V2 { root } => {
+                let dir = root.join(rel);
+                s.cpu_usage_ns = read_kv(&dir.join("cpu.stat"))
+                    .get("usage_usec")
+                    .copied()
+                    .unwrap_or(0)
+                    * 1000;
+                s.memory_usage = read_u64(&dir.join("memory.current")).unwrap_or(0);
+                let m = read_kv(&dir.join("memory.stat"));
+                let inactive = m.get("inactive_file").copied().unwrap_or(0);
+                s.memory_working_set = s.memory_usage.saturating_sub(inactive);
+                s.memory_rss = m.get("anon").copied().unwrap_or(0);
+                s.page_faults = m.get("pgfault").copied().unwrap_or(0);
+                s.major_page_faults = m.get("pgmajfault").copied().unwrap_or(0);
+                s.memory_limit = read_u64(&dir.join("memory.max"));
+                s.swap_usage = read_u64(&dir.join("memory.swap.current")).unwrap_or(0);
+            }
+            Hierarchy::V1 { mounts } => {
+                let dir_of = |c: &str| {
+                    mounts
+                        .iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, m)| m.join(rel))
+                };
+                if let Some(d) = dir_of("cpuacct") {
+                    s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage")).unwrap_or(0);
+                }
+                if let Some(d) = dir_of("memory") {
+                    s.memory_usage = read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0);
+                    let m = read_kv(&d.join("memory.stat"));
+                    let inactive = m.get("total_inactive_file").copied().unwrap_or(0);
+                    s.memory_working_set = s.memory_usage.saturating_sub(inactive);
+                    s.memory_rss = m.get("total_rss").copied().unwrap_or(0);
+                    s.page_faults = m.get("total_pgfault").copied().unwrap_or(0);
+                    s.major_page_faults = m.get("total_pgmajfault").copied().unwrap_or(0);
+                    // The v1 "no limit" value is a huge page-rounded number.
+                    s.memory_limit =
+                        read_u64(&d.join("memory.limit_in_bytes")).filter(|l| *l < (1 << 62));
+                    if let Some(memsw) = read_u64(&d.join("memory.memsw.usage_in_bytes")) {
+                        s.swap_usage = memsw.saturating_sub(s.memory_usage);
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
 fn mkdir_new(p: &Path) -> io::Result<bool> {
     match fs::create_dir(p) {
         Ok(()) => Ok(true),

@@ -39,7 +39,51 @@ pub struct Engine {
     pub store: Store,
     pub hierarchy: Hierarchy,
     min_oom_score_adj: i64,
+    events: tokio::sync::broadcast::Sender<Event>,
+    /// Last CPU sample per container, to turn cumulative usage into a rate.
+    cpu_samples: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
 }
+
+/// A lifecycle change of a container, or of a pod sandbox (then `container_id` is the pod id,
+/// as containerd reports them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub container_id: String,
+    pub pod_id: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Created,
+    Started,
+    Stopped,
+    Deleted,
+}
+
+/// What ExecSync returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// A container's resource usage at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerUsage {
+    pub timestamp: i64,
+    pub cgroup: crate::cgroups::CgroupStats,
+    /// CPU rate since the previous sample, in nanocores (None on the first sample).
+    pub nano_cores: Option<u64>,
+    pub writable_bytes: u64,
+    pub writable_inodes: u64,
+    pub writable_mountpoint: String,
+}
+
+/// Subscribers that fall this far behind lose the oldest events rather than slow the runtime.
+const EVENT_BUFFER: usize = 1024;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,6 +132,8 @@ impl Engine {
             store,
             hierarchy,
             min_oom_score_adj: spec::min_oom_score_adj(),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            cpu_samples: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         Ok(engine)
     }
@@ -155,6 +201,41 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// A stream of lifecycle events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, kind: EventKind, container_id: &str, pod_id: &str) {
+        // No subscriber is not an error: events are only for those listening.
+        let _ = self.events.send(Event {
+            kind,
+            container_id: container_id.to_string(),
+            pod_id: pod_id.to_string(),
+            at: now_nanos(),
+        });
+    }
+
+    /// Records an exit and tells subscribers.
+    fn mark_exited(&self, c: &mut ContainerRecord, exit: &ExitRecord) {
+        apply_exit(c, exit);
+        self.emit(EventKind::Stopped, &c.id, &c.pod_id);
+    }
+
+    /// Notices containers that exited on their own, so events and statuses follow promptly
+    /// (the monitor records exits in files; this turns them into state changes).
+    pub async fn watch_exits(self: std::sync::Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            for c in self.store.all_containers() {
+                // A container busy in another call is refreshed by that call.
+                if let Ok(mut c) = c.try_lock() {
+                    self.refresh(&mut c);
+                }
+            }
+        }
     }
 
     pub fn pod_dir(&self, id: &str) -> PathBuf {
@@ -243,6 +324,8 @@ impl Engine {
                     .write()
                     .expect("pods lock")
                     .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(rec)));
+                self.emit(EventKind::Created, &id, &id);
+                self.emit(EventKind::Started, &id, &id);
                 Ok(id)
             }
             Err(e) => {
@@ -319,6 +402,7 @@ impl Engine {
         if p.state != PodState::NotReady {
             p.state = PodState::NotReady;
             self.store.save_pod(&p)?;
+            self.emit(EventKind::Stopped, &id, &id);
         }
         Ok(())
     }
@@ -343,6 +427,7 @@ impl Engine {
         let p = pod.lock().await;
         self.teardown_pod_resources(&p).await;
         self.store.delete_pod(&id)?;
+        self.emit(EventKind::Deleted, &id, &id);
         if let Some(m) = &p.config.metadata {
             self.store.release_name(&pod_name_key(m), &id);
         }
@@ -460,6 +545,7 @@ impl Engine {
         };
         match self.setup_container(&mut rec, &pod, &image, &bundle).await {
             Ok(()) => {
+                self.emit(EventKind::Created, &id, &pod_id);
                 self.store
                     .containers
                     .write()
@@ -601,6 +687,7 @@ impl Engine {
         c.state = ContainerState::Running;
         c.started_at = now_nanos();
         self.store.save_container(&c)?;
+        self.emit(EventKind::Started, &c.id, &c.pod_id);
         Ok(())
     }
 
@@ -612,7 +699,7 @@ impl Engine {
         if let Ok(Some(exit)) =
             fsutil::read_json::<ExitRecord>(&self.exit_dir(&c.id).join(EXIT_FILE))
         {
-            apply_exit(c, &exit);
+            self.mark_exited(c, &exit);
             if let Err(e) = self.store.save_container(c) {
                 tracing::warn!(id = %c.id, err = %e, "cannot persist exit");
             }
@@ -631,7 +718,7 @@ impl Engine {
             timeout_secs,
         };
         match client::call(&self.pod_dir(&c.pod_id), &req, limit).await {
-            Ok(Reply::Exited(exit)) => apply_exit(c, &exit),
+            Ok(Reply::Exited(exit)) => self.mark_exited(c, &exit),
             Ok(other) => {
                 return Err(Error::Internal(format!(
                     "unexpected monitor reply {other:?}"
@@ -701,6 +788,7 @@ impl Engine {
             self.store.release_name(&container_name_key(m, &pm), &c.id);
         }
         c.state = ContainerState::Unknown;
+        self.emit(EventKind::Deleted, &c.id, &c.pod_id);
         Ok(())
     }
 
@@ -720,6 +808,128 @@ impl Engine {
         }
         out.sort_by_key(|c| c.created_at);
         out
+    }
+}
+
+impl Engine {
+    /// Runs `cmd` in a running container and returns its output (each stream capped at
+    /// 16 MiB). A timeout > 0 that expires kills the command and answers DeadlineExceeded.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout_secs: i64,
+    ) -> Result<ExecOutput> {
+        if cmd.is_empty() || cmd[0].is_empty() {
+            return Err(Error::InvalidArgument("cmd is required".into()));
+        }
+        let (cid, pod_id) = {
+            let c = self.container_shared(id).await?;
+            let mut c = c.lock().await;
+            self.refresh(&mut c);
+            if c.state != ContainerState::Running {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} is {:?}; exec needs a running container",
+                    c.id, c.state
+                )));
+            }
+            (c.id.clone(), c.pod_id.clone())
+        };
+        // Not holding the container's lock: probes run while the container is stopped or
+        // inspected, as with other runtimes.
+        let limit = Duration::from_secs(timeout_secs.max(0) as u64 + 30);
+        let req = Request::ExecSync {
+            id: cid.clone(),
+            cmd: cmd.clone(),
+            timeout_secs,
+            max_output: crate::monitor::exec::MAX_EXEC_OUTPUT,
+        };
+        let limit = if timeout_secs > 0 {
+            limit
+        } else {
+            Duration::from_secs(24 * 3600)
+        };
+        match client::call(&self.pod_dir(&pod_id), &req, limit)
+            .await
+            .map_err(monitor_err)?
+        {
+            Reply::ExecResult(r) if r.timed_out => Err(Error::DeadlineExceeded(format!(
+                "command {:?} in container {cid} timed out after {timeout_secs}s",
+                cmd.join(" ")
+            ))),
+            Reply::ExecResult(r) => Ok(ExecOutput {
+                stdout: r.stdout,
+                stderr: r.stderr,
+                exit_code: r.exit_code,
+            }),
+            other => Err(Error::Internal(format!(
+                "unexpected monitor reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Makes the monitor reopen the container's log file (kubelet renamed it to rotate).
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        let c = self.container_shared(id).await?;
+        let mut c = c.lock().await;
+        self.refresh(&mut c);
+        if c.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}; only a running container's log can be reopened",
+                c.id, c.state
+            )));
+        }
+        client::call(
+            &self.pod_dir(&c.pod_id),
+            &Request::ReopenLog { id: c.id.clone() },
+            SHORT_TIMEOUT,
+        )
+        .await
+        .map_err(monitor_err)?;
+        Ok(())
+    }
+
+    /// Resource usage of a container from its cgroup and writable layer.
+    pub async fn container_usage(&self, id: &str) -> Result<(ContainerRecord, ContainerUsage)> {
+        let rec = self.container(id).await?;
+        let pod_cgroup = match self.store.pod(&rec.pod_id) {
+            Some(p) => p.lock().await.cgroup_path.clone(),
+            None => {
+                return Err(Error::NotFound(format!(
+                    "pod sandbox {} not found",
+                    rec.pod_id
+                )));
+            }
+        };
+        let timestamp = now_nanos();
+        let cgroup = if rec.state == ContainerState::Running {
+            self.hierarchy.stats(&format!("{pod_cgroup}/{}", rec.id))
+        } else {
+            Default::default()
+        };
+        let nano_cores = {
+            let mut samples = self.cpu_samples.lock().expect("cpu samples lock");
+            let prev = samples.insert(rec.id.clone(), (timestamp, cgroup.cpu_usage_ns));
+            prev.and_then(|(t, u)| {
+                let dt = timestamp.saturating_sub(t);
+                (dt > 0 && cgroup.cpu_usage_ns >= u).then(|| {
+                    ((cgroup.cpu_usage_ns - u) as u128 * 1_000_000_000 / dt as u128) as u64
+                })
+            })
+        };
+        let upper = self.store.container_dir(&rec.id).join("upper");
+        let (writable_bytes, writable_inodes) = crate::image::unpack::disk_usage(&upper);
+        Ok((
+            rec,
+            ContainerUsage {
+                timestamp,
+                cgroup,
+                nano_cores,
+                writable_bytes,
+                writable_inodes,
+                writable_mountpoint: self.cfg.root.join("containers").display().to_string(),
+            },
+        ))
     }
 }
 

@@ -250,9 +250,11 @@ impl Daemon {
                 }
             }))
             .await?;
+        // ExecSync may return 2 × 16 MiB of output.
+        const MAX: usize = 64 << 20;
         Ok(Cri {
-            rt: RuntimeServiceClient::new(ch.clone()),
-            img: ImageServiceClient::new(ch),
+            rt: RuntimeServiceClient::new(ch.clone()).max_decoding_message_size(MAX),
+            img: ImageServiceClient::new(ch).max_decoding_message_size(MAX),
         })
     }
 
@@ -562,6 +564,22 @@ impl Cri {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    pub async fn exec(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        self.rt
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout,
+            })
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub async fn list_containers(

@@ -78,6 +78,30 @@ async fn docker_like_workflow() {
         })
         .await
     );
+    // exec runs in the container and returns the command's code and output.
+    let o = ctl(
+        &d,
+        &[
+            "exec",
+            "web",
+            "sh",
+            "-c",
+            "echo in $(hostname); echo oops >&2; exit 4",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert_eq!(stdout(&o), "in web\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    // logs with timestamps, stats and a bounded event listener.
+    let ts = stdout(&ctl(&d, &["logs", "--timestamps", "web"]));
+    let (stamp, line) = ts.trim_end().split_once(' ').unwrap();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{ts}");
+    assert_eq!(line, "started");
+    let stats = stdout(&ctl(&d, &["stats", "--no-stream"]));
+    assert!(
+        stats.contains("web") && stats.contains("WORKING SET"),
+        "{stats}"
+    );
     let o = ctl(&d, &["stop", "-t", "1", "web"]);
     assert!(o.status.success(), "{o:?}");
     let ps = stdout(&ctl(&d, &["ps"]));

@@ -5,10 +5,12 @@
 //! - [`server`]: the monitor process itself (request loop, container lifecycle);
 //! - [`reaper`]: reaps children and turns wait statuses into exit records;
 //! - [`log_writer`]: the CRI log format;
+//! - [`exec`]: ExecSync output collection and process trees;
 //! - [`pin`]: namespace pinning for the pod sandbox;
 //! - [`client`]: the daemon's side (spawn, requests).
 
 pub mod client;
+pub mod exec;
 pub mod log_writer;
 pub mod pin;
 pub mod reaper;

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crust_proto::monitor::{self, CreateRequest, ErrorKind, ExitRecord, Reply, Request};
+use crust_proto::monitor::{
+    self, CreateRequest, ErrorKind, ExecResult, ExitRecord, Reply, Request,
+};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -26,7 +28,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::log_writer::{self, LineSplitter, Stream};
-use super::{LOG_FILE, PID_FILE, SOCKET_FILE, pin, reaper};
+use super::{LOG_FILE, PID_FILE, SOCKET_FILE, exec, pin, reaper};
 
 /// How the daemon starts a monitor (`crustd monitor …`).
 #[derive(Debug, Clone)]
@@ -40,17 +42,25 @@ pub struct MonitorArgs {
     pub max_log_line: usize,
 }
 
+/// The container's log file, shared by its stdout and stderr pumps and swapped on reopen.
+type SharedLog = Rc<RefCell<Option<File>>>;
+
 struct Ctr {
     pid: i32,
     exit: watch::Sender<Option<ExitRecord>>,
     exit_dir: PathBuf,
     pumps: Vec<tokio::task::JoinHandle<()>>,
+    log_path: String,
+    log: SharedLog,
+    bundle: PathBuf,
 }
 
 struct Monitor {
     lc_root: PathBuf,
     max_log_line: usize,
     ctrs: RefCell<HashMap<String, Ctr>>,
+    /// Exec'd processes being waited for, by pid.
+    execs: RefCell<HashMap<i32, tokio::sync::oneshot::Sender<ExitRecord>>>,
     shutdown: watch::Sender<bool>,
     socket: PathBuf,
 }
@@ -139,6 +149,7 @@ async fn serve(
         lc_root: args.dir.join("lc"),
         max_log_line: args.max_log_line,
         ctrs: RefCell::new(HashMap::new()),
+        execs: RefCell::new(HashMap::new()),
         shutdown,
         socket: args.dir.join(SOCKET_FILE),
     });
@@ -184,6 +195,13 @@ async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
             timeout_secs,
         } => mon.stop(&id, signal, timeout_secs).await,
         Request::Delete { id } => mon.delete(&id).await,
+        Request::ExecSync {
+            id,
+            cmd,
+            timeout_secs,
+            max_output,
+        } => mon.exec_sync(&id, cmd, timeout_secs, max_output).await,
+        Request::ReopenLog { id } => mon.reopen_log(&id),
         Request::Ping => Reply::Pong {
             pid: std::process::id() as i32,
             containers: mon.ctrs.borrow().keys().cloned().collect(),
@@ -240,14 +258,13 @@ impl Monitor {
                 "monitor is not single-threaded; refusing to fork a container",
             );
         }
-        let log = if req.log_path.is_empty() {
-            None
-        } else {
+        let log: SharedLog = Rc::new(RefCell::new(None));
+        if !req.log_path.is_empty() {
             match log_writer::open_log(Path::new(&req.log_path)) {
-                Ok(f) => Some(Rc::new(RefCell::new(f))),
+                Ok(f) => *log.borrow_mut() = Some(f),
                 Err(e) => return err(ErrorKind::Failed, format!("open log {}: {e}", req.log_path)),
             }
-        };
+        }
         let pipes = (|| -> std::io::Result<_> {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -305,6 +322,9 @@ impl Monitor {
                 exit,
                 exit_dir: PathBuf::from(req.exit_dir),
                 pumps,
+                log_path: req.log_path.clone(),
+                log,
+                bundle: PathBuf::from(&req.bundle),
             },
         );
         tracing::info!(id = %req.id, pid, "container created");
@@ -332,6 +352,10 @@ impl Monitor {
 
     fn on_sigchld(self: &Rc<Self>) {
         for (pid, rec) in reaper::reap_all() {
+            if let Some(waiter) = self.execs.borrow_mut().remove(&pid) {
+                let _ = waiter.send(rec);
+                continue;
+            }
             let found = self
                 .ctrs
                 .borrow_mut()
@@ -450,11 +474,174 @@ impl Monitor {
     }
 }
 
+impl Monitor {
+    /// Runs `cmd` inside container `id` (its namespaces, cgroup, user, env and cwd, through
+    /// libcontainer's tenant builder) and collects its output.
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout_secs: i64,
+        max_output: usize,
+    ) -> Reply {
+        match self.exited(id) {
+            None => {
+                return err(
+                    ErrorKind::NotFound,
+                    format!("container {id} is not in this pod's monitor"),
+                );
+            }
+            Some(Some(_)) => {
+                return err(
+                    ErrorKind::InvalidState,
+                    format!("container {id} is not running"),
+                );
+            }
+            Some(None) => {}
+        }
+        if cmd.is_empty() {
+            return err(ErrorKind::Failed, "exec needs a command");
+        }
+        if thread_count() != 1 {
+            return err(
+                ErrorKind::Failed,
+                "monitor is not single-threaded; refusing to fork an exec",
+            );
+        }
+        let pipes = (|| -> std::io::Result<_> {
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            Ok((out_r, out_w, err_r, err_w, File::open("/dev/null")?))
+        })();
+        let (out_r, out_w, err_r, err_w, devnull) = match pipes {
+            Ok(p) => p,
+            Err(e) => return err(ErrorKind::Failed, format!("exec pipes: {e}")),
+        };
+        // The tenant builder takes the spec's env but not its user or cwd: pass those on, so
+        // the command runs as the container's process does.
+        let bundle = self
+            .ctrs
+            .borrow()
+            .get(id)
+            .map(|c| c.bundle.clone())
+            .unwrap_or_default();
+        let process = std::fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| v["process"].clone())
+            .unwrap_or_default();
+        let uid = process["user"]["uid"].as_u64().map(|v| v as u32);
+        let gid = process["user"]["gid"].as_u64().map(|v| v as u32);
+        let gids: Vec<u32> = process["user"]["additionalGids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_u64().map(|g| g as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cwd = process["cwd"].as_str().map(PathBuf::from);
+        let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(&self.lc_root)
+            .map(|b| b.with_stdin(devnull).with_stdout(out_w).with_stderr(err_w))
+            .and_then(|b| {
+                b.as_tenant()
+                    .with_container_args(cmd)
+                    .with_user(uid)
+                    .with_group(gid)
+                    .with_additional_gids(gids)
+                    .with_cwd(cwd)
+                    .with_detach(true)
+                    .build()
+            });
+        let pid = match built {
+            Ok(p) => p.as_raw(),
+            Err(e) => return err(ErrorKind::Failed, format!("exec in container {id}: {e}")),
+        };
+        // Registered before this task yields, so the reaper cannot miss the exit.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.execs.borrow_mut().insert(pid, tx);
+        let (out, out_task) = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_r) {
+            Ok(r) => exec::collect(r, max_output),
+            Err(e) => return err(ErrorKind::Failed, format!("exec stdout: {e}")),
+        };
+        let (errb, err_task) = match tokio::net::unix::pipe::Receiver::from_owned_fd(err_r) {
+            Ok(r) => exec::collect(r, max_output),
+            Err(e) => return err(ErrorKind::Failed, format!("exec stderr: {e}")),
+        };
+        let limit = if timeout_secs > 0 {
+            Duration::from_secs(timeout_secs as u64)
+        } else {
+            Duration::MAX
+        };
+        let (exit_code, timed_out) = match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(rec)) => {
+                // The output is complete at EOF, unless a background child still holds the
+                // pipes: give it a moment, then answer with what came.
+                let aborts = [out_task.abort_handle(), err_task.abort_handle()];
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    let _ = out_task.await;
+                    let _ = err_task.await;
+                })
+                .await;
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+                (rec.exit_code, false)
+            }
+            _ => {
+                for p in exec::process_tree(pid) {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+                out_task.abort();
+                err_task.abort();
+                (-1, true)
+            }
+        };
+        let stdout = std::mem::take(&mut *out.borrow_mut());
+        let stderr = std::mem::take(&mut *errb.borrow_mut());
+        Reply::ExecResult(ExecResult {
+            exit_code,
+            stdout,
+            stderr,
+            timed_out,
+        })
+    }
+
+    fn reopen_log(&self, id: &str) -> Reply {
+        let ctrs = self.ctrs.borrow();
+        let Some(c) = ctrs.get(id) else {
+            return err(
+                ErrorKind::NotFound,
+                format!("container {id} is not in this pod's monitor"),
+            );
+        };
+        if c.exit.borrow().is_some() {
+            return err(
+                ErrorKind::InvalidState,
+                format!("container {id} is not running"),
+            );
+        }
+        if c.log_path.is_empty() {
+            return err(
+                ErrorKind::InvalidState,
+                format!("container {id} has no log path"),
+            );
+        }
+        match log_writer::open_log(Path::new(&c.log_path)) {
+            Ok(f) => {
+                *c.log.borrow_mut() = Some(f);
+                Reply::Ok
+            }
+            Err(e) => err(ErrorKind::Failed, format!("reopen log {}: {e}", c.log_path)),
+        }
+    }
+}
+
 /// Copies one stdio pipe into the CRI log until EOF.
 async fn pump(
     mut rx: tokio::net::unix::pipe::Receiver,
     stream: Stream,
-    log: Option<Rc<RefCell<File>>>,
+    log: SharedLog,
     max_line: usize,
 ) {
     let mut splitter = LineSplitter::new(max_line);
@@ -473,9 +660,9 @@ async fn pump(
         } else {
             splitter.feed(&buf[..n], &mut emit);
         }
-        if let Some(log) = &log
+        if let Some(file) = log.borrow_mut().as_mut()
             && !records.is_empty()
-            && let Err(e) = log_writer::write_records(&mut log.borrow_mut(), stream, &records)
+            && let Err(e) = log_writer::write_records(file, stream, &records)
         {
             tracing::warn!(err = %e, "log write failed");
         }

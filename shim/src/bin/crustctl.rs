@@ -79,8 +79,28 @@ enum Cmd {
         follow: bool,
         #[arg(long)]
         tail: Option<usize>,
+        /// Prefix each line with its timestamp.
+        #[arg(short = 't', long)]
+        timestamps: bool,
         container: String,
     },
+    /// Run a command in a running container and print its output (exits with its code).
+    Exec {
+        /// Seconds before the command is killed (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        timeout: i64,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show containers' resource usage (a live table unless --no-stream).
+    Stats {
+        #[arg(long)]
+        no_stream: bool,
+        containers: Vec<String>,
+    },
+    /// Print container and pod lifecycle events as they happen.
+    Events,
     /// Stop containers (SIGTERM, then SIGKILL after the timeout).
     Stop {
         #[arg(short = 't', long, default_value_t = 10)]
@@ -176,12 +196,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Logs {
             follow,
             tail,
+            timestamps,
             container,
         } => {
             let id = resolve(&mut c, &container).await?;
             let st = status(&mut c, &id).await?;
-            follow_log(&mut c, &id, &st.log_path, follow, tail).await?;
+            follow_log(&mut c, &id, &st.log_path, follow, tail, timestamps).await?;
         }
+        Cmd::Exec {
+            timeout,
+            container,
+            command,
+        } => {
+            let id = resolve(&mut c, &container).await?;
+            let r = c
+                .runtime
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: id,
+                    cmd: command,
+                    timeout,
+                })
+                .await?
+                .into_inner();
+            std::io::stdout().write_all(&r.stdout)?;
+            std::io::stderr().write_all(&r.stderr)?;
+            return Ok(r.exit_code);
+        }
+        Cmd::Stats {
+            no_stream,
+            containers,
+        } => stats(&mut c, containers, no_stream).await?,
+        Cmd::Events => events(&mut c).await?,
         Cmd::Stop { time, containers } => {
             for name in containers {
                 let id = resolve(&mut c, &name).await?;
@@ -384,7 +429,7 @@ async fn run(
         return Ok(0);
     }
     let st = status(c, &ctr_id).await?;
-    follow_log(c, &ctr_id, &st.log_path, true, None).await?;
+    follow_log(c, &ctr_id, &st.log_path, true, None, false).await?;
     let st = status(c, &ctr_id).await?;
     if rm {
         c.runtime
@@ -502,6 +547,7 @@ async fn follow_log(
     path: &str,
     follow: bool,
     tail: Option<usize>,
+    timestamps: bool,
 ) -> anyhow::Result<()> {
     if path.is_empty() {
         bail!("container {id} has no log file");
@@ -533,7 +579,7 @@ async fn follow_log(
             let mut out = std::io::stdout().lock();
             let mut err = std::io::stderr().lock();
             for l in lines {
-                print_record(&l, &mut out, &mut err)?;
+                print_record(&l, timestamps, &mut out, &mut err)?;
             }
             out.flush()?;
         }
@@ -544,16 +590,25 @@ async fn follow_log(
     }
 }
 
-fn print_record(line: &[u8], out: &mut impl Write, err: &mut impl Write) -> std::io::Result<()> {
+fn print_record(
+    line: &[u8],
+    timestamps: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let mut parts = line.splitn(4, |&b| b == b' ');
-    let (_ts, stream, tag, content) = (
+    let (ts, stream, tag, content) = (
         parts.next(),
         parts.next(),
         parts.next(),
         parts.next().unwrap_or(b""),
     );
     let w: &mut dyn Write = if stream == Some(b"stderr") { err } else { out };
+    if timestamps && let Some(ts) = ts {
+        w.write_all(ts)?;
+        w.write_all(b" ")?;
+    }
     w.write_all(content)?;
     if tag != Some(b"P") {
         w.write_all(b"\n")?;
@@ -611,6 +666,105 @@ async fn remove(c: &mut CriClient, id: &str, force: bool) -> anyhow::Result<()> 
                 pod_sandbox_id: ctr.pod_sandbox_id,
             })
             .await?;
+    }
+    Ok(())
+}
+
+async fn stats(c: &mut CriClient, names: Vec<String>, no_stream: bool) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    for n in &names {
+        ids.push(resolve(c, n).await?);
+    }
+    let all = list_all(c).await?;
+    let name_of = |id: &str| {
+        all.iter()
+            .find(|x| x.id == id)
+            .and_then(|x| x.metadata.as_ref().map(|m| m.name.clone()))
+            .unwrap_or_default()
+    };
+    loop {
+        let stats = c
+            .runtime
+            .list_container_stats(cri::ListContainerStatsRequest { filter: None })
+            .await?
+            .into_inner()
+            .stats;
+        if !no_stream {
+            print!("\x1b[2J\x1b[H");
+        }
+        println!(
+            "{:<13} {:<20} {:>8} {:>12} {:>12} {:>12}",
+            "CONTAINER ID", "NAME", "CPU %", "MEM USAGE", "WORKING SET", "WRITABLE"
+        );
+        for s in stats {
+            let Some(a) = &s.attributes else { continue };
+            if !ids.is_empty() && !ids.contains(&a.id) {
+                continue;
+            }
+            let val = |v: &Option<cri::UInt64Value>| v.as_ref().map(|v| v.value).unwrap_or(0);
+            let cpu = s
+                .cpu
+                .as_ref()
+                .map(|c| val(&c.usage_nano_cores))
+                .unwrap_or(0) as f64
+                / 1e7;
+            let mem = s
+                .memory
+                .as_ref()
+                .map(|m| (val(&m.usage_bytes), val(&m.working_set_bytes)))
+                .unwrap_or_default();
+            let fs = s
+                .writable_layer
+                .as_ref()
+                .map(|w| val(&w.used_bytes))
+                .unwrap_or(0);
+            println!(
+                "{:<13} {:<20} {:>7.2}% {:>12} {:>12} {:>12}",
+                &a.id[..12.min(a.id.len())],
+                name_of(&a.id),
+                cpu,
+                human_size(mem.0),
+                human_size(mem.1),
+                human_size(fs)
+            );
+        }
+        if no_stream {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn events(c: &mut CriClient) -> anyhow::Result<()> {
+    let mut stream = c
+        .runtime
+        .get_container_events(cri::GetEventsRequest {})
+        .await?
+        .into_inner();
+    while let Some(ev) = stream.message().await? {
+        let kind = cri::ContainerEventType::try_from(ev.container_event_type)
+            .map(|k| {
+                k.as_str_name()
+                    .trim_start_matches("CONTAINER_")
+                    .trim_end_matches("_EVENT")
+                    .to_lowercase()
+            })
+            .unwrap_or_else(|_| "unknown".into());
+        let pod = ev
+            .pod_sandbox_status
+            .as_ref()
+            .map(|p| p.id.as_str())
+            .unwrap_or("");
+        let what = if ev.container_id == pod {
+            "pod"
+        } else {
+            "container"
+        };
+        let ts = humantime::format_rfc3339_nanos(
+            SystemTime::UNIX_EPOCH + Duration::from_nanos(ev.created_at.max(0) as u64),
+        );
+        println!("{ts} {what} {kind} {}", ev.container_id);
+        std::io::stdout().flush()?;
     }
     Ok(())
 }

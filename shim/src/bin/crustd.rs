@@ -157,6 +157,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("open the engine")?;
     engine.recover().await;
     let engine = Arc::new(engine);
+    tokio::spawn(
+        engine
+            .clone()
+            .watch_exits(std::time::Duration::from_millis(200)),
+    );
 
     if let Some(dir) = cfg.listen.parent() {
         crust_runtime::fsutil::ensure_private_dir(dir)

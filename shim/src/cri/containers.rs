@@ -107,11 +107,8 @@ pub fn status_id(r: &cri::ContainerStatusRequest) -> String {
     r.container_id.clone()
 }
 
-pub async fn status(
-    e: &Engine,
-    req: cri::ContainerStatusRequest,
-) -> Result<cri::ContainerStatusResponse> {
-    let c = e.container(&req.container_id).await?;
+/// The CRI status of a container record (also used for pod status and events).
+pub fn to_cri_status(c: &ContainerRecord) -> cri::ContainerStatus {
     let mounts = c
         .config
         .mounts
@@ -123,6 +120,33 @@ pub async fn status(
             ..Default::default()
         })
         .collect();
+    cri::ContainerStatus {
+        id: c.id.clone(),
+        metadata: c.config.metadata.clone(),
+        state: state(c.state) as i32,
+        created_at: c.created_at,
+        started_at: c.started_at,
+        finished_at: c.finished_at,
+        exit_code: c.exit_code,
+        image: Some(image_spec(c)),
+        image_ref: c.image_id.clone(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+        mounts,
+        log_path: c.log_path.clone(),
+        resources: None,
+        image_id: c.image_id.clone(),
+        user: None,
+    }
+}
+
+pub async fn status(
+    e: &Engine,
+    req: cri::ContainerStatusRequest,
+) -> Result<cri::ContainerStatusResponse> {
+    let c = e.container(&req.container_id).await?;
     let mut info = std::collections::HashMap::new();
     if req.verbose {
         info.insert(
@@ -137,26 +161,7 @@ pub async fn status(
         );
     }
     Ok(cri::ContainerStatusResponse {
-        status: Some(cri::ContainerStatus {
-            id: c.id.clone(),
-            metadata: c.config.metadata.clone(),
-            state: state(c.state) as i32,
-            created_at: c.created_at,
-            started_at: c.started_at,
-            finished_at: c.finished_at,
-            exit_code: c.exit_code,
-            image: Some(image_spec(&c)),
-            image_ref: c.image_id.clone(),
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-            labels: c.config.labels.clone(),
-            annotations: c.config.annotations.clone(),
-            mounts,
-            log_path: c.log_path.clone(),
-            resources: None,
-            image_id: c.image_id.clone(),
-            user: None,
-        }),
+        status: Some(to_cri_status(&c)),
         info,
     })
 }
@@ -185,4 +190,29 @@ pub async fn list(
         .map(to_cri)
         .collect();
     Ok(cri::ListContainersResponse { containers })
+}
+
+pub fn exec_sync_id(r: &cri::ExecSyncRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn exec_sync(e: &Engine, req: cri::ExecSyncRequest) -> Result<cri::ExecSyncResponse> {
+    let out = e.exec_sync(&req.container_id, req.cmd, req.timeout).await?;
+    Ok(cri::ExecSyncResponse {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        exit_code: out.exit_code,
+    })
+}
+
+pub fn reopen_log_id(r: &cri::ReopenContainerLogRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn reopen_log(
+    e: &Engine,
+    req: cri::ReopenContainerLogRequest,
+) -> Result<cri::ReopenContainerLogResponse> {
+    e.reopen_log(&req.container_id).await?;
+    Ok(cri::ReopenContainerLogResponse {})
 }

@@ -3,10 +3,12 @@
 //! codes; the per-group modules hold the handlers and the record → CRI conversions.
 
 mod containers;
+mod events;
 mod images;
 mod pods;
 mod runtime_info;
 mod service;
+mod stats;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -74,6 +74,15 @@ pub async fn status(
     req: cri::PodSandboxStatusRequest,
 ) -> Result<cri::PodSandboxStatusResponse> {
     let p = e.pod(&req.pod_sandbox_id).await?;
+    status_of(e, p, req.verbose).await
+}
+
+/// The full status response for a pod record (also sent with events).
+pub async fn status_of(
+    e: &Engine,
+    p: PodRecord,
+    verbose: bool,
+) -> Result<cri::PodSandboxStatusResponse> {
     let netns = e.netns_path(&p.id).display().to_string();
     let linux_ns = p
         .config
@@ -82,7 +91,7 @@ pub async fn status(
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.clone());
     let mut info = std::collections::HashMap::new();
-    if req.verbose {
+    if verbose {
         info.insert(
             "info".into(),
             serde_json::json!({
@@ -95,7 +104,13 @@ pub async fn status(
             .to_string(),
         );
     }
-    let containers_statuses = Vec::new();
+    let containers_statuses = e
+        .list_containers()
+        .await
+        .iter()
+        .filter(|c| c.pod_id == p.id)
+        .map(super::containers::to_cri_status)
+        .collect();
     Ok(cri::PodSandboxStatusResponse {
         status: Some(cri::PodSandboxStatus {
             id: p.id.clone(),

@@ -6,7 +6,7 @@ use crust_proto::cri::image_service_server::ImageService;
 use crust_proto::cri::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::{CriService, containers, images, instrument, pods, runtime_info};
+use super::{CriService, containers, events, images, instrument, pods, runtime_info, stats};
 
 fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by crust yet"))
@@ -146,16 +146,25 @@ impl RuntimeService for CriService {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<cri::ReopenContainerLogRequest>,
+        request: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(unimplemented("ReopenContainerLog"))
+        let req = request.into_inner();
+        let id = containers::reopen_log_id(&req);
+        instrument(
+            "ReopenContainerLog",
+            &id,
+            containers::reopen_log(&self.engine, req),
+        )
+        .await
     }
 
     async fn exec_sync(
         &self,
-        _request: Request<cri::ExecSyncRequest>,
+        request: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        Err(unimplemented("ExecSync"))
+        let req = request.into_inner();
+        let id = containers::exec_sync_id(&req);
+        instrument("ExecSync", &id, containers::exec_sync(&self.engine, req)).await
     }
 
     async fn exec(
@@ -181,16 +190,30 @@ impl RuntimeService for CriService {
 
     async fn container_stats(
         &self,
-        _request: Request<cri::ContainerStatsRequest>,
+        request: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(unimplemented("ContainerStats"))
+        let req = request.into_inner();
+        let id = stats::container_stats_id(&req);
+        instrument(
+            "ContainerStats",
+            &id,
+            stats::container_stats(&self.engine, req),
+        )
+        .await
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<cri::ListContainerStatsRequest>,
+        request: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Err(unimplemented("ListContainerStats"))
+        let req = request.into_inner();
+        let id = stats::list_container_stats_id(&req);
+        instrument(
+            "ListContainerStats",
+            &id,
+            stats::list_container_stats(&self.engine, req),
+        )
+        .await
     }
 
     async fn pod_sandbox_stats(
@@ -239,16 +262,30 @@ impl RuntimeService for CriService {
 
     async fn list_metric_descriptors(
         &self,
-        _request: Request<cri::ListMetricDescriptorsRequest>,
+        request: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
-        Err(unimplemented("ListMetricDescriptors"))
+        let req = request.into_inner();
+        let id = stats::list_metric_descriptors_id(&req);
+        instrument(
+            "ListMetricDescriptors",
+            &id,
+            stats::list_metric_descriptors(&self.engine, req),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
-        _request: Request<cri::ListPodSandboxMetricsRequest>,
+        request: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxMetrics"))
+        let req = request.into_inner();
+        let id = stats::list_pod_sandbox_metrics_id(&req);
+        instrument(
+            "ListPodSandboxMetrics",
+            &id,
+            stats::list_pod_sandbox_metrics(&self.engine, req),
+        )
+        .await
     }
 
     async fn runtime_config(
@@ -265,15 +302,13 @@ impl RuntimeService for CriService {
         .await
     }
 
-    type GetContainerEventsStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>,
-    >;
+    type GetContainerEventsStream = events::EventStream;
 
     async fn get_container_events(
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented("GetContainerEvents"))
+        Ok(Response::new(events::subscribe(self.engine.clone())))
     }
 }
 

@@ -1,0 +1,231 @@
+//! ContainerStats, ListContainerStats, ListMetricDescriptors, ListPodSandboxMetrics.
+
+use crust_proto::cri;
+use crust_runtime::engine::ContainerUsage;
+use crust_runtime::store::{ContainerRecord, ContainerState};
+use crust_runtime::{Engine, Result};
+
+use super::labels_match;
+
+fn u64v(v: u64) -> Option<cri::UInt64Value> {
+    Some(cri::UInt64Value { value: v })
+}
+
+fn to_cri(c: &ContainerRecord, u: &ContainerUsage) -> cri::ContainerStats {
+    let g = &u.cgroup;
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: c.id.clone(),
+            metadata: c.config.metadata.clone(),
+            labels: c.config.labels.clone(),
+            annotations: c.config.annotations.clone(),
+        }),
+        cpu: Some(cri::CpuUsage {
+            timestamp: u.timestamp,
+            usage_core_nano_seconds: u64v(g.cpu_usage_ns),
+            usage_nano_cores: u.nano_cores.and_then(u64v),
+        }),
+        memory: Some(cri::MemoryUsage {
+            timestamp: u.timestamp,
+            working_set_bytes: u64v(g.memory_working_set),
+            available_bytes: g
+                .memory_limit
+                .map(|l| l.saturating_sub(g.memory_working_set))
+                .and_then(u64v),
+            usage_bytes: u64v(g.memory_usage),
+            rss_bytes: u64v(g.memory_rss),
+            page_faults: u64v(g.page_faults),
+            major_page_faults: u64v(g.major_page_faults),
+        }),
+        writable_layer: Some(cri::FilesystemUsage {
+            timestamp: u.timestamp,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: u.writable_mountpoint.clone(),
+            }),
+            used_bytes: u64v(u.writable_bytes),
+            inodes_used: u64v(u.writable_inodes),
+        }),
+        swap: Some(cri::SwapUsage {
+            timestamp: u.timestamp,
+            swap_available_bytes: None,
+            swap_usage_bytes: u64v(g.swap_usage),
+        }),
+    }
+}
+
+pub fn container_stats_id(r: &cri::ContainerStatsRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn container_stats(
+    e: &Engine,
+    req: cri::ContainerStatsRequest,
+) -> Result<cri::ContainerStatsResponse> {
+    let (c, u) = e.container_usage(&req.container_id).await?;
+    Ok(cri::ContainerStatsResponse {
+        stats: Some(to_cri(&c, &u)),
+    })
+}
+
+pub fn list_container_stats_id(_: &cri::ListContainerStatsRequest) -> String {
+    String::new()
+}
+
+/// Stats of running containers (as kubelet expects), after the filter.
+async fn running_usage(
+    e: &Engine,
+    f: &cri::ContainerStatsFilter,
+) -> Vec<(ContainerRecord, ContainerUsage)> {
+    let mut out = Vec::new();
+    for c in e.list_containers().await {
+        if c.state != ContainerState::Running
+            || (!f.id.is_empty() && !c.id.starts_with(&f.id))
+            || (!f.pod_sandbox_id.is_empty() && !c.pod_id.starts_with(&f.pod_sandbox_id))
+            || !labels_match(&f.label_selector, &c.config.labels)
+        {
+            continue;
+        }
+        // A container that went away between list and read is skipped, not an error.
+        if let Ok(pair) = e.container_usage(&c.id).await {
+            out.push(pair);
+        }
+    }
+    out
+}
+
+pub async fn list_container_stats(
+    e: &Engine,
+    req: cri::ListContainerStatsRequest,
+) -> Result<cri::ListContainerStatsResponse> {
+    let f = req.filter.unwrap_or_default();
+    let stats = running_usage(e, &f)
+        .await
+        .iter()
+        .map(|(c, u)| to_cri(c, u))
+        .collect();
+    Ok(cri::ListContainerStatsResponse { stats })
+}
+
+/// The cAdvisor-named metrics crust reports for kubelet's CRI-only metrics mode.
+const METRICS: &[(&str, &str, cri::MetricType)] = &[
+    (
+        "container_cpu_usage_seconds_total",
+        "Cumulative cpu time consumed in seconds.",
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_memory_usage_bytes",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed.",
+        cri::MetricType::Gauge,
+    ),
+    (
+        "container_memory_working_set_bytes",
+        "Current working set in bytes.",
+        cri::MetricType::Gauge,
+    ),
+    (
+        "container_memory_rss",
+        "Size of RSS in bytes.",
+        cri::MetricType::Gauge,
+    ),
+    (
+        "container_memory_failures_total",
+        "Cumulative count of memory allocation failures (page faults).",
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem.",
+        cri::MetricType::Gauge,
+    ),
+    (
+        "container_fs_inodes_total",
+        "Number of inodes used by the container on this filesystem.",
+        cri::MetricType::Gauge,
+    ),
+];
+const LABELS: &[&str] = &["container", "id", "image", "name", "namespace", "pod"];
+
+pub fn list_metric_descriptors_id(_: &cri::ListMetricDescriptorsRequest) -> String {
+    String::new()
+}
+
+pub async fn list_metric_descriptors(
+    _e: &Engine,
+    _req: cri::ListMetricDescriptorsRequest,
+) -> Result<cri::ListMetricDescriptorsResponse> {
+    Ok(cri::ListMetricDescriptorsResponse {
+        descriptors: METRICS
+            .iter()
+            .map(|(name, help, _)| cri::MetricDescriptor {
+                name: name.to_string(),
+                help: help.to_string(),
+                label_keys: LABELS.iter().map(|l| l.to_string()).collect(),
+            })
+            .collect(),
+    })
+}
+
+pub fn list_pod_sandbox_metrics_id(_: &cri::ListPodSandboxMetricsRequest) -> String {
+    String::new()
+}
+
+pub async fn list_pod_sandbox_metrics(
+    e: &Engine,
+    _req: cri::ListPodSandboxMetricsRequest,
+) -> Result<cri::ListPodSandboxMetricsResponse> {
+    let usage = running_usage(e, &cri::ContainerStatsFilter::default()).await;
+    let mut pod_metrics = Vec::new();
+    for p in e.list_pods().await {
+        let meta = p.config.metadata.clone().unwrap_or_default();
+        let container_metrics = usage
+            .iter()
+            .filter(|(c, _)| c.pod_id == p.id)
+            .map(|(c, u)| {
+                let name = c
+                    .config
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                let labels = vec![
+                    name.clone(),
+                    c.id.clone(),
+                    c.image_name.clone(),
+                    name,
+                    meta.namespace.clone(),
+                    meta.name.clone(),
+                ];
+                let values = [
+                    u.cgroup.cpu_usage_ns / 1_000_000_000,
+                    u.cgroup.memory_usage,
+                    u.cgroup.memory_working_set,
+                    u.cgroup.memory_rss,
+                    u.cgroup.page_faults,
+                    u.writable_bytes,
+                    u.writable_inodes,
+                ];
+                cri::ContainerMetrics {
+                    container_id: c.id.clone(),
+                    metrics: METRICS
+                        .iter()
+                        .zip(values)
+                        .map(|((name, _, kind), v)| cri::Metric {
+                            name: name.to_string(),
+                            timestamp: u.timestamp,
+                            metric_type: *kind as i32,
+                            label_values: labels.clone(),
+                            value: u64v(v),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        pod_metrics.push(cri::PodSandboxMetrics {
+            pod_sandbox_id: p.id.clone(),
+            metrics: vec![],
+            container_metrics,
+        });
+    }
+    Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
+}
