@@ -53,6 +53,9 @@ pub struct CreateRequest {
     pub log_path: String,
     /// Directory where the monitor writes the container's exit record.
     pub exit_dir: String,
+    /// The container has a terminal (its output comes from a pty, logged as stdout).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -649,6 +649,7 @@ impl Engine {
                 bundle: bundle.display().to_string(),
                 log_path: rec.log_path.clone(),
                 exit_dir: exit_dir.display().to_string(),
+                tty: rec.config.tty,
             }),
             CREATE_TIMEOUT,
         )

@@ -506,3 +506,48 @@ async fn events_follow_a_whole_pod_lifecycle() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn tty_containers_log_their_terminal_output() {
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("tty").await;
+    let mut cfg = container_config(
+        "term",
+        &image,
+        &[
+            "sh",
+            "-c",
+            "tty; test -t 1 && echo is-a-terminal; echo to-stderr >&2",
+        ],
+    );
+    cfg.tty = true;
+    let id = c.run(&pod, &pc, cfg).await.unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    assert_eq!(st.exit_code, 0);
+    let lines: Vec<(String, String)> = log_lines(&st.log_path)
+        .into_iter()
+        .map(|(s, l)| (s, l.trim_end_matches('\r').to_string()))
+        .collect();
+    // A terminal merges both streams; everything is logged as stdout.
+    assert!(lines.iter().all(|(s, _)| s == "stdout"), "{lines:?}");
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert!(text[0].starts_with("/dev/"), "tty printed {text:?}");
+    assert!(
+        text.contains(&"is-a-terminal") && text.contains(&"to-stderr"),
+        "{text:?}"
+    );
+    // No console socket is left behind in the pod's state dir.
+    let leftovers: Vec<_> = std::fs::read_dir(d.state.join("pods").join(&pod))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("console-"))
+        .collect();
+    assert!(leftovers.is_empty());
+    drop(c);
+    d.shutdown().await;
+}

@@ -258,7 +258,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
 
     let caps = DEFAULT_CAPABILITIES;
     let mut process = json!({
-        "terminal": false,
+        "terminal": c.tty,
         "user": {
             "uid": input.user.uid,
             "gid": input.user.gid,

@@ -6,10 +6,12 @@
 //! - [`reaper`]: reaps children and turns wait statuses into exit records;
 //! - [`log_writer`]: the CRI log format;
 //! - [`exec`]: ExecSync output collection and process trees;
+//! - [`console`]: the console socket and pty reads for TTY containers;
 //! - [`pin`]: namespace pinning for the pod sandbox;
 //! - [`client`]: the daemon's side (spawn, requests).
 
 pub mod client;
+pub mod console;
 pub mod exec;
 pub mod log_writer;
 pub mod pin;

@@ -57,6 +57,7 @@ struct Ctr {
 
 struct Monitor {
     lc_root: PathBuf,
+    dir: PathBuf,
     max_log_line: usize,
     ctrs: RefCell<HashMap<String, Ctr>>,
     /// Exec'd processes being waited for, by pid.
@@ -147,6 +148,7 @@ async fn serve(
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let mon = Rc::new(Monitor {
         lc_root: args.dir.join("lc"),
+        dir: args.dir.clone(),
         max_log_line: args.max_log_line,
         ctrs: RefCell::new(HashMap::new()),
         execs: RefCell::new(HashMap::new()),
@@ -275,6 +277,15 @@ impl Monitor {
             Ok(p) => p,
             Err(e) => return err(ErrorKind::Failed, format!("stdio pipes: {e}")),
         };
+        let console = if req.tty {
+            match super::console::ConsoleSocket::bind(&self.dir, &req.id) {
+                Ok(c) => Some(c),
+                Err(e) => return err(ErrorKind::Failed, format!("console socket: {e}")),
+            }
+        } else {
+            None
+        };
+        let console_addr = console.as_ref().map(|c| c.addr.clone());
         let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
             .with_executor(DefaultExecutor {})
             .with_root_path(&self.lc_root)
@@ -282,6 +293,7 @@ impl Monitor {
                 b.with_stdin(devnull)
                     .with_stdout(out_w)
                     .with_stderr(err_w)
+                    .with_console_socket(console_addr)
                     .validate_id()
             })
             .and_then(|b| {
@@ -303,6 +315,27 @@ impl Monitor {
             return err(ErrorKind::Failed, "libcontainer returned no pid");
         };
         let mut pumps = Vec::new();
+        if let Some(console) = console {
+            // A terminal merges stdout and stderr; CRI logs it as stdout.
+            match console
+                .receive_master()
+                .and_then(super::console::PtyReader::new)
+            {
+                Ok(pty) => pumps.push(tokio::task::spawn_local(pump(
+                    pty,
+                    Stream::Stdout,
+                    log.clone(),
+                    self.max_log_line,
+                ))),
+                Err(e) => {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    return err(
+                        ErrorKind::Failed,
+                        format!("receive the container's terminal: {e}"),
+                    );
+                }
+            }
+        }
         for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
             match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                 Ok(rx) => pumps.push(tokio::task::spawn_local(pump(
@@ -639,7 +672,7 @@ impl Monitor {
 
 /// Copies one stdio pipe into the CRI log until EOF.
 async fn pump(
-    mut rx: tokio::net::unix::pipe::Receiver,
+    mut rx: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
     log: SharedLog,
     max_line: usize,
