@@ -28,6 +28,8 @@ pub struct EngineConfig {
     /// Parent cgroup of pods that arrive without a `cgroup_parent`.
     pub cgroup_root: String,
     pub registry: RegistryConfig,
+    /// CNI configuration; None runs every pod with loopback only.
+    pub cni: Option<crate::network::CniConfig>,
     pub max_concurrent_downloads: usize,
     pub pinned_images: Vec<String>,
     pub launcher: MonitorLauncher,
@@ -289,7 +291,6 @@ impl Engine {
                 "unknown runtime handler {runtime_handler:?} (this node offers the default handler only)"
             )));
         }
-        let hostname = pod::hostname_for(&config)?;
         let cgroup_parent = config
             .linux
             .as_ref()
@@ -310,11 +311,28 @@ impl Engine {
             config,
             state: PodState::Ready,
             created_at: now_nanos(),
-            hostname,
+            hostname: String::new(),
             cgroup_path,
             owns_cgroup: false,
             monitor_pid: 0,
             runtime_handler: runtime_handler.to_string(),
+            namespaces: vec![],
+            network: None,
+        };
+        // kubelet's host network means the host's UTS namespace too.
+        if !rec.host_network() {
+            rec.namespaces
+                .extend(["net".to_string(), "uts".to_string()]);
+        }
+        if !rec.host_ipc() {
+            rec.namespaces.push("ipc".to_string());
+        }
+        rec.hostname = match pod::hostname_for(&rec.config, rec.host_network()) {
+            Ok(h) => h,
+            Err(e) => {
+                self.store.release_name(&key, &id);
+                return Err(e);
+            }
         };
         match self.setup_pod(&mut rec).await {
             Ok(()) => {
@@ -340,8 +358,10 @@ impl Engine {
         let dir = self.pod_dir(&rec.id);
         fsutil::ensure_private_dir(&dir).ctx(|| format!("create {}", dir.display()))?;
         let dns = rec.config.dns_config.as_ref();
-        pod::write_files(&dir, &rec.hostname, dns)?;
-        pod::mount_shm(&dir)?;
+        pod::write_files(&dir, &rec.hostname, dns, rec.host_network(), None)?;
+        if !rec.host_ipc() {
+            pod::mount_shm(&dir)?;
+        }
         rec.owns_cgroup = self
             .hierarchy
             .create(&rec.cgroup_path)
@@ -349,13 +369,112 @@ impl Engine {
         rec.monitor_pid = self
             .cfg
             .launcher
-            .spawn(&rec.id, &dir, &rec.hostname)
+            .spawn(&rec.id, &dir, &rec.hostname, &rec.namespaces)
             .await?;
+        if !rec.host_network() {
+            self.network_add(rec).await?;
+        }
         Ok(())
     }
 
-    /// Undoes setup_pod: monitor, mounts, cgroup, state dir. Each step tolerates "already gone".
+    /// Whether pod networking is ready: the CNI network name, or why not.
+    pub fn network_status(&self) -> std::result::Result<String, String> {
+        let Some(cni) = &self.cfg.cni else {
+            return Err(
+                "CNI is not configured: pods get a private network namespace with loopback only"
+                    .into(),
+            );
+        };
+        cni.load().map(|l| l.name).map_err(|e| e.to_string())
+    }
+
+    fn cni_args(&self, rec: &PodRecord) -> crate::network::cni::PodArgs {
+        let meta = rec.config.metadata.clone().unwrap_or_default();
+        let port_mappings = rec
+            .config
+            .port_mappings
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(|p| crate::network::PortMapping {
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: match cri::Protocol::try_from(p.protocol) {
+                    Ok(cri::Protocol::Udp) => "udp".into(),
+                    Ok(cri::Protocol::Sctp) => "sctp".into(),
+                    _ => "tcp".into(),
+                },
+                host_ip: p.host_ip.clone(),
+            })
+            .collect();
+        let dns = rec.config.dns_config.as_ref().map(|d| {
+            serde_json::json!({"servers": d.servers, "searches": d.searches, "options": d.options})
+        });
+        crate::network::cni::PodArgs {
+            pod_id: rec.id.clone(),
+            pod_name: meta.name,
+            pod_namespace: meta.namespace,
+            pod_uid: meta.uid,
+            netns: self.netns_path(&rec.id).display().to_string(),
+            port_mappings,
+            dns,
+        }
+    }
+
+    /// CNI ADD into the pod's network namespace. Without any CNI configuration the pod keeps
+    /// its loopback-only namespace (and Status reports NetworkReady=false).
+    async fn network_add(&self, rec: &mut PodRecord) -> Result<()> {
+        let Some(cni) = &self.cfg.cni else {
+            return Ok(());
+        };
+        let list = match cni.load() {
+            Ok(l) => l,
+            Err(crate::network::CniError::NoConfig(dir)) => {
+                tracing::warn!(pod = %rec.id, dir, "no CNI config; the pod gets loopback only");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let net = cni.add(&list, &self.cni_args(rec)).await?;
+        tracing::info!(pod = %rec.id, network = %net.network, ips = ?net.ips, "pod network added");
+        // Recorded before anything else can fail, so a failed setup still releases the IP.
+        rec.network = Some(net);
+        let ip = rec.network.as_ref().and_then(|n| n.ips.first().cloned());
+        let dir = self.pod_dir(&rec.id);
+        pod::write_files(
+            &dir,
+            &rec.hostname,
+            rec.config.dns_config.as_ref(),
+            false,
+            ip.as_deref(),
+        )
+    }
+
+    /// CNI DEL for a pod that has a network; forgets it once DEL succeeded.
+    async fn network_del(&self, rec: &mut PodRecord) -> Result<()> {
+        let (Some(cni), Some(net)) = (&self.cfg.cni, &rec.network) else {
+            return Ok(());
+        };
+        let list = match cni.load() {
+            Ok(l) if l.name == net.network => l,
+            Ok(l) => {
+                tracing::warn!(pod = %rec.id, was = %net.network, now = %l.name, "CNI network changed; DEL with the current config");
+                l
+            }
+            Err(e) => return Err(e.into()),
+        };
+        cni.del(&list, &self.cni_args(rec), Some(&net.result))
+            .await?;
+        rec.network = None;
+        Ok(())
+    }
+
+    /// Undoes setup_pod: network, monitor, mounts, cgroup, state dir. Each step tolerates
+    /// "already gone".
     async fn teardown_pod_resources(&self, rec: &PodRecord) {
+        let mut rec = rec.clone();
+        if let Err(e) = self.network_del(&mut rec).await {
+            tracing::warn!(pod = %rec.id, err = %e, "CNI DEL during teardown failed");
+        }
         let dir = self.pod_dir(&rec.id);
         if client::is_alive(&dir).await {
             let _ = client::call(&dir, &Request::Shutdown, SHORT_TIMEOUT).await;
@@ -398,6 +517,12 @@ impl Engine {
             client::call(&dir, &Request::Shutdown, SHORT_TIMEOUT)
                 .await
                 .map_err(monitor_err)?;
+        }
+        // Release the pod's IP now (kubelet expects it on stop); the netns itself stays
+        // pinned until the pod is removed. A failed DEL leaves the record for the next try.
+        if p.network.is_some() {
+            self.network_del(&mut p).await?;
+            self.store.save_pod(&p)?;
         }
         if p.state != PodState::NotReady {
             p.state = PodState::NotReady;
@@ -629,6 +754,7 @@ impl Engine {
             image: &image.config,
             rootfs: &dirs.rootfs,
             pod_dir: &self.pod_dir(&pod.id),
+            pod_namespaces: &pod.namespaces,
             hostname: &pod.hostname,
             cgroups_path: &cgroups_path,
             user: &resolved,
@@ -678,6 +804,9 @@ impl Engine {
                 c.id, c.state
             )));
         }
+        // Taken before the process is released: a command that exits at once must still show
+        // started_at <= finished_at.
+        let started_at = now_nanos();
         client::call(
             &self.pod_dir(&c.pod_id),
             &Request::Start { id: c.id.clone() },
@@ -686,7 +815,7 @@ impl Engine {
         .await
         .map_err(monitor_err)?;
         c.state = ContainerState::Running;
-        c.started_at = now_nanos();
+        c.started_at = started_at;
         self.store.save_container(&c)?;
         self.emit(EventKind::Started, &c.id, &c.pod_id);
         Ok(())

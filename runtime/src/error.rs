@@ -32,6 +32,8 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    #[error("pod network: {0}")]
+    Network(#[from] crate::network::CniError),
     #[error("{0}")]
     Internal(String),
 }

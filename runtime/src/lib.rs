@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod ids;
 pub mod image;
 pub mod monitor;
+pub mod network;
 pub mod pod;
 pub mod store;
 

@@ -18,7 +18,12 @@ pub const SHM_SIZE: u64 = 64 << 20;
 
 /// The hostname a pod gets: the CRI one, else the pod name (as containerd does), cut to the
 /// kernel's 64-byte limit.
-pub fn hostname_for(config: &cri::PodSandboxConfig) -> Result<String> {
+pub fn hostname_for(config: &cri::PodSandboxConfig, host_network: bool) -> Result<String> {
+    if host_network {
+        return Ok(nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default());
+    }
     let name = if !config.hostname.is_empty() {
         config.hostname.clone()
     } else {
@@ -41,13 +46,27 @@ pub fn hostname_for(config: &cri::PodSandboxConfig) -> Result<String> {
 }
 
 /// Writes hostname, hosts and resolv.conf for the pod.
-pub fn write_files(dir: &Path, hostname: &str, dns: Option<&cri::DnsConfig>) -> Result<()> {
+/// Writes hostname, hosts and resolv.conf for the pod. A host-network pod sees the host's
+/// hosts file; other pods get their own, naming their IP (or 127.0.1.1 before they have one).
+pub fn write_files(
+    dir: &Path,
+    hostname: &str,
+    dns: Option<&cri::DnsConfig>,
+    host_network: bool,
+    pod_ip: Option<&str>,
+) -> Result<()> {
     fs::write(dir.join(HOSTNAME_FILE), format!("{hostname}\n"))
         .ctx(|| "write pod hostname".into())?;
-    let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-    );
-    fs::write(dir.join(HOSTS_FILE), hosts).ctx(|| "write pod hosts".into())?;
+    let hosts = if host_network {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{}\t{hostname}\n",
+            pod_ip.unwrap_or("127.0.1.1")
+        )
+    };
+    crate::fsutil::write_atomic(&dir.join(HOSTS_FILE), hosts.as_bytes())
+        .ctx(|| "write pod hosts".into())?;
     let resolv = match dns {
         Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => {
             resolv_conf(d)?
@@ -145,8 +164,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(hostname_for(&c).unwrap(), "web-0");
+        assert_eq!(hostname_for(&c, false).unwrap(), "web-0");
         c.hostname = "bad host".into();
-        assert!(hostname_for(&c).is_err());
+        assert!(hostname_for(&c, false).is_err());
+        let node = nix::unistd::gethostname().unwrap();
+        assert_eq!(hostname_for(&c, true).unwrap(), node.to_string_lossy());
     }
 }

@@ -31,6 +31,39 @@ pub struct PodRecord {
     pub owns_cgroup: bool,
     pub monitor_pid: u32,
     pub runtime_handler: String,
+    /// Pod namespaces crust created and pinned (the rest are the host's).
+    #[serde(default = "all_pod_namespaces")]
+    pub namespaces: Vec<String>,
+    /// What CNI gave the pod; None for host-network pods, pods without CNI, and after DEL.
+    #[serde(default)]
+    pub network: Option<crate::network::PodNetwork>,
+}
+
+fn all_pod_namespaces() -> Vec<String> {
+    crate::monitor::POD_NAMESPACES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl PodRecord {
+    fn ns_mode(&self, pick: impl Fn(&cri::NamespaceOption) -> i32) -> i32 {
+        self.config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .map(pick)
+            .unwrap_or(0)
+    }
+
+    pub fn host_network(&self) -> bool {
+        self.ns_mode(|n| n.network) == cri::NamespaceMode::Node as i32
+    }
+
+    pub fn host_ipc(&self) -> bool {
+        self.ns_mode(|n| n.ipc) == cri::NamespaceMode::Node as i32
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

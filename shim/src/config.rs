@@ -19,6 +19,25 @@ pub struct Config {
     pub cgroup_root: String,
     pub image: ImageConfig,
     pub log: LogConfig,
+    pub cni: CniConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// Where the CNI network config lives; the first .conflist/.conf/.json (lexically) is used.
+    pub conf_dir: PathBuf,
+    /// Where the CNI plugins are looked up, in order.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: "/etc/cni/net.d".into(),
+            bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +68,7 @@ impl Default for Config {
             cgroup_root: "/crust".into(),
             image: ImageConfig::default(),
             log: LogConfig::default(),
+            cni: CniConfig::default(),
         }
     }
 }
@@ -102,6 +122,13 @@ pinned_images = []
 [log]
 # Longest container log line before it is split into partial (P) records.
 max_line_size = 16384
+
+[cni]
+# CNI network config: the first .conflist/.conf/.json here (lexical order) is used. With none,
+# pods get a private network namespace with loopback only and NetworkReady is false.
+conf_dir = "/etc/cni/net.d"
+# Where CNI plugins are looked up, in order (Debian's containernetworking-plugins: /usr/lib/cni).
+bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 "#;
 
 impl Config {

@@ -164,8 +164,10 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n[image]\ninsecure_registries = [{:?}]\n",
-                reg.addr
+                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n[image]\ninsecure_registries = [{:?}]\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
+                reg.addr,
+                dir.path().join("cni"),
+                dir.path().join("cni-bin"),
             ),
         )?;
         let mut d = Daemon {
@@ -180,6 +182,16 @@ impl Daemon {
         };
         d.spawn().await?;
         Ok(d)
+    }
+
+    /// The daemon's CNI conf dir (empty at start: pods get loopback only).
+    pub fn cni_dir(&self) -> PathBuf {
+        self.dir.path().join("cni")
+    }
+
+    /// An extra CNI plugin dir searched before Debian's /usr/lib/cni.
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.dir.path().join("cni-bin")
     }
 
     /// Starts crustd (again) on the same dirs and waits for its socket to answer.
@@ -239,7 +251,11 @@ impl Daemon {
     }
 
     pub async fn cri(&self) -> anyhow::Result<Cri> {
-        let socket = self.socket.clone();
+        Daemon::connect(&self.socket).await
+    }
+
+    async fn connect(socket: &Path) -> anyhow::Result<Cri> {
+        let socket = socket.to_path_buf();
         let ch = Endpoint::try_from("http://[::]:0")?
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let socket = socket.clone();
@@ -278,9 +294,38 @@ impl Daemon {
         self.cleanup();
     }
 
+    /// Removes every pod through CRI from a thread of its own (so it works from Drop, even in
+    /// an async test that panicked): that is what releases CNI addresses and port mappings.
+    fn remove_pods_blocking(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let socket = self.socket.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let probe = Daemon::connect(&socket);
+                let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(5), probe).await else {
+                    return;
+                };
+                let Ok(pods) = c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await else {
+                    return;
+                };
+                for p in pods.into_inner().items {
+                    let req = cri::RemovePodSandboxRequest { pod_sandbox_id: p.id };
+                    let _ = tokio::time::timeout(Duration::from_secs(30), c.rt.remove_pod_sandbox(req)).await;
+                }
+            });
+        })
+        .join();
+    }
+
     /// Cleanup that needs no daemon: kills processes left in this daemon's cgroup parent, and
     /// unmounts anything mounted under its directories, then removes its cgroups.
     fn cleanup(&mut self) {
+        self.remove_pods_blocking();
         self.kill9();
         for _ in 0..3 {
             let pids = cgroup_pids(&self.cgroup_root);

@@ -65,6 +65,8 @@ pub struct SpecInput<'a> {
     /// The lowest oom_score_adj this process may set (we lack CAP_SYS_RESOURCE to go lower).
     pub min_oom_score_adj: i64,
     pub cgroup_v2: bool,
+    /// The pod namespaces crust pinned; those missing are the host's (host network / IPC).
+    pub pod_namespaces: &'a [String],
 }
 
 /// The process args: Docker's Entrypoint/Cmd rules.
@@ -168,7 +170,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
-        bind("/dev/shm", &input.pod_dir.join(crate::pod::SHM_DIR), false),
+        if input.pod_namespaces.iter().any(|n| n == "ipc") {
+            bind("/dev/shm", &input.pod_dir.join(crate::pod::SHM_DIR), false)
+        } else {
+            bind("/dev/shm", Path::new("/dev/shm"), false)
+        },
         bind(
             "/etc/hostname",
             &input.pod_dir.join(crate::pod::HOSTNAME_FILE),
@@ -205,8 +211,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
 
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
-    for ns in crate::monitor::POD_NAMESPACES {
-        let kind = if *ns == "net" { "network" } else { ns };
+    for ns in input.pod_namespaces {
+        let kind = if ns == "net" { "network" } else { ns.as_str() };
         namespaces
             .push(json!({"type": kind, "path": crate::monitor::pin::ns_path(input.pod_dir, ns)}));
     }
@@ -395,6 +401,7 @@ mod tests {
             user: &user,
             min_oom_score_adj: 0,
             cgroup_v2: false,
+            pod_namespaces: &["net".into(), "ipc".into(), "uts".into()],
         })
         .unwrap();
         assert_eq!(spec["process"]["oomScoreAdj"], json!(0));

@@ -31,6 +31,7 @@ impl MonitorLauncher {
         pod_id: &str,
         dir: &Path,
         hostname: &str,
+        namespaces: &[String],
     ) -> Result<u32, MonitorError> {
         let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| MonitorError::Spawn(e.into()))?;
@@ -43,6 +44,8 @@ impl MonitorLauncher {
             .arg(dir)
             .arg("--hostname")
             .arg(hostname)
+            .arg("--namespaces")
+            .arg(namespaces.join(","))
             .arg("--ready-fd")
             .arg("3")
             .arg("--max-log-line")

@@ -20,18 +20,28 @@ pub fn ns_path(pod_dir: &Path, ns: &str) -> PathBuf {
     pod_dir.join(NS_DIR).join(ns)
 }
 
-/// Creates and pins the pod namespaces under `pod_dir/ns/`. Idempotent: already pinned
-/// namespaces (a monitor restarted for the same pod) are kept.
-pub fn pin_namespaces(pod_dir: &Path, hostname: &str) -> std::io::Result<()> {
+/// Creates and pins the given pod namespaces (a subset of `net`, `ipc`, `uts`; the others stay
+/// the host's, for host-network or host-IPC pods) under `pod_dir/ns/`. Idempotent: already
+/// pinned namespaces (a monitor restarted for the same pod) are kept.
+pub fn pin_namespaces(
+    pod_dir: &Path,
+    hostname: &str,
+    namespaces: &[String],
+) -> std::io::Result<()> {
     let ns_dir = pod_dir.join(NS_DIR);
     fs::create_dir_all(&ns_dir)?;
-    if POD_NAMESPACES
+    if let Some(bad) = namespaces
         .iter()
-        .all(|n| is_pinned(&ns_path(pod_dir, n)))
+        .find(|n| !POD_NAMESPACES.contains(&n.as_str()))
     {
+        return Err(std::io::Error::other(format!(
+            "cannot pin namespace {bad:?}"
+        )));
+    }
+    if namespaces.iter().all(|n| is_pinned(&ns_path(pod_dir, n))) {
         return Ok(());
     }
-    for n in POD_NAMESPACES {
+    for n in namespaces {
         let p = ns_path(pod_dir, n);
         if !p.exists() {
             fs::File::create(&p)?;
@@ -41,7 +51,7 @@ pub fn pin_namespaces(pod_dir: &Path, hostname: &str) -> std::io::Result<()> {
     // the child may allocate and call anything; it only makes syscalls and then _exits.
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
         ForkResult::Child => {
-            let code = match pin_in_child(pod_dir, hostname) {
+            let code = match pin_in_child(pod_dir, hostname, namespaces) {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
@@ -58,15 +68,23 @@ pub fn pin_namespaces(pod_dir: &Path, hostname: &str) -> std::io::Result<()> {
     }
 }
 
-fn pin_in_child(pod_dir: &Path, hostname: &str) -> nix::Result<()> {
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
-    )?;
-    if !hostname.is_empty() {
+fn pin_in_child(pod_dir: &Path, hostname: &str, namespaces: &[String]) -> nix::Result<()> {
+    let mut flags = CloneFlags::empty();
+    for n in namespaces {
+        flags |= match n.as_str() {
+            "net" => CloneFlags::CLONE_NEWNET,
+            "ipc" => CloneFlags::CLONE_NEWIPC,
+            _ => CloneFlags::CLONE_NEWUTS,
+        };
+    }
+    nix::sched::unshare(flags)?;
+    if flags.contains(CloneFlags::CLONE_NEWUTS) && !hostname.is_empty() {
         nix::unistd::sethostname(hostname)?;
     }
-    loopback_up()?;
-    for n in POD_NAMESPACES {
+    if flags.contains(CloneFlags::CLONE_NEWNET) {
+        loopback_up()?;
+    }
+    for n in namespaces {
         let src = format!("/proc/self/ns/{n}");
         nix::mount::mount(
             Some(src.as_str()),

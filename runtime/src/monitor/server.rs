@@ -37,6 +37,8 @@ pub struct MonitorArgs {
     /// The pod's state dir (0700): socket, log, pinned namespaces, libcontainer state.
     pub dir: PathBuf,
     pub hostname: String,
+    /// Namespaces to create and pin for the pod (`net`, `ipc`, `uts`).
+    pub namespaces: Vec<String>,
     /// fd on which to report readiness ("ok") or a startup error, then close.
     pub ready_fd: Option<i32>,
     pub max_log_line: usize,
@@ -99,7 +101,7 @@ fn setup(args: &MonitorArgs) -> std::io::Result<std::os::unix::net::UnixListener
     init_logging(&args.dir.join(LOG_FILE));
     tracing::info!(pod = %args.pod_id, pid = std::process::id(), "monitor starting");
     reaper::become_subreaper()?;
-    pin::pin_namespaces(&args.dir, &args.hostname)?;
+    pin::pin_namespaces(&args.dir, &args.hostname, &args.namespaces)?;
     std::fs::create_dir_all(args.dir.join("lc"))?;
     let sock = args.dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&sock);

@@ -58,6 +58,8 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "")]
         hostname: String,
+        #[arg(long, value_delimiter = ',', default_value = "net,ipc,uts")]
+        namespaces: Vec<String>,
         #[arg(long)]
         ready_fd: Option<i32>,
         #[arg(long, default_value_t = crust_runtime::monitor::log_writer::DEFAULT_MAX_LINE)]
@@ -78,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             pod_id,
             dir,
             hostname,
+            namespaces,
             ready_fd,
             max_log_line,
         }) => {
@@ -86,6 +89,7 @@ fn main() -> anyhow::Result<()> {
                 pod_id,
                 dir,
                 hostname,
+                namespaces: namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
                 ready_fd,
                 max_log_line,
             })?;
@@ -148,6 +152,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         registry: RegistryConfig {
             insecure: cfg.image.insecure_registries.clone(),
         },
+        cni: Some(crust_runtime::network::CniConfig {
+            conf_dir: cfg.cni.conf_dir.clone(),
+            bin_dirs: cfg.cni.bin_dirs.clone(),
+        }),
         max_concurrent_downloads: cfg.image.max_concurrent_downloads,
         pinned_images: cfg.image.pinned_images.clone(),
         launcher,

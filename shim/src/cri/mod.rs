@@ -19,6 +19,7 @@ use crust_runtime::Engine;
 use crust_runtime::error::Error;
 use crust_runtime::image::ImageError;
 use crust_runtime::monitor::MonitorError;
+use crust_runtime::network::CniError;
 use tonic::{Code, Response, Status};
 
 #[derive(Clone)]
@@ -51,6 +52,13 @@ pub fn to_status(e: &Error) -> Status {
                 Code::ResourceExhausted
             }
             ImageError::Io { .. } => Code::Internal,
+        },
+        Error::Network(ne) => match ne {
+            CniError::NoConfig(_) | CniError::BadConfig { .. } | CniError::PluginMissing { .. } => {
+                Code::FailedPrecondition
+            }
+            CniError::Timeout { .. } => Code::DeadlineExceeded,
+            CniError::Plugin { .. } | CniError::Io { .. } => Code::Internal,
         },
         Error::Monitor(me) => match me {
             MonitorError::Timeout(_) => Code::DeadlineExceeded,

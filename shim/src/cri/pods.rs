@@ -117,7 +117,24 @@ pub async fn status_of(
             metadata: p.config.metadata.clone(),
             state: state(p.state) as i32,
             created_at: p.created_at,
-            network: Some(cri::PodSandboxNetworkStatus::default()),
+            network: Some(cri::PodSandboxNetworkStatus {
+                ip: p
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.ips.first().cloned())
+                    .unwrap_or_default(),
+                additional_ips: p
+                    .network
+                    .as_ref()
+                    .map(|n| {
+                        n.ips
+                            .iter()
+                            .skip(1)
+                            .map(|ip| cri::PodIp { ip: ip.clone() })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
             linux: Some(cri::LinuxPodSandboxStatus {
                 namespaces: Some(cri::Namespace { options: linux_ns }),
             }),

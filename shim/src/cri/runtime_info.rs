@@ -28,11 +28,19 @@ pub async fn status(e: &Engine, req: cri::StatusRequest) -> Result<cri::StatusRe
             reason: String::new(),
             message: String::new(),
         },
-        cri::RuntimeCondition {
-            r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkPluginNotReady".into(),
-            message: "crust has no CNI networking yet: pods get a private network namespace with loopback only".into(),
+        match e.network_status() {
+            Ok(_) => cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(why) => cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message: why,
+            },
         },
     ];
     let mut info = std::collections::HashMap::new();

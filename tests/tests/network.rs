@@ -1,0 +1,337 @@
+//! Pod networking through the real CNI plugins (Debian's containernetworking-plugins): a bridge
+//! on a private subnet with no gateway, no masquerading and ip_forward left off, so nothing is
+//! routed anywhere but between the test's own pods and this host.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crust_e2e::{PodFixture, container_config, cri, eventually, log_lines, pod_config};
+use tonic::Code;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A bridge network owned by one test: its bridge device is deleted on drop.
+struct Bridge {
+    name: String,
+    subnet_prefix: String,
+}
+
+impl Bridge {
+    fn new(d: &crust_e2e::Daemon) -> Bridge {
+        let n: u8 = rand::random::<u8>() % 200 + 20;
+        let b = Bridge {
+            name: format!("crust{:08x}", rand::random::<u32>()),
+            subnet_prefix: format!("10.251.{n}"),
+        };
+        std::fs::create_dir_all(d.cni_dir()).unwrap();
+        let conf = serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": "crust-e2e",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": b.name,
+                    "isGateway": false,
+                    "ipMasq": false,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": format!("{}.0/24", b.subnet_prefix)}]],
+                        "dataDir": d.dir.path().join("ipam"),
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        });
+        std::fs::write(d.cni_dir().join("10-e2e.conflist"), conf.to_string()).unwrap();
+        b
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
+}
+
+fn ip_forward() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+async fn network_ready(c: &mut crust_e2e::Cri) -> bool {
+    c.rt.status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .conditions
+        .iter()
+        .any(|x| x.r#type == "NetworkReady" && x.status)
+}
+
+async fn pod_ip(c: &mut crust_e2e::Cri, pod: &str) -> String {
+    c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+        pod_sandbox_id: pod.into(),
+        verbose: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+    .network
+    .unwrap()
+    .ip
+}
+
+#[tokio::test]
+async fn pods_get_ips_reach_each_other_and_host_ports_work() {
+    let forward_before = ip_forward();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod: lo_only,
+        pc: _,
+    } = PodFixture::start("before-cni").await;
+    // No CNI config yet: NetworkReady is false, and the pod that exists has no IP.
+    assert!(!network_ready(&mut c).await);
+    assert_eq!(pod_ip(&mut c, &lo_only).await, "");
+    let bridge = Bridge::new(&d);
+    assert!(
+        network_ready(&mut c).await,
+        "NetworkReady must follow the conf dir"
+    );
+
+    let host_port = 20000 + (rand::random::<u16>() % 20000) as i32;
+    let mut web_cfg = pod_config("web", &d.logs);
+    web_cfg.port_mappings = vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port,
+        host_ip: String::new(),
+    }];
+    let web = c.run_pod(&web_cfg).await.unwrap();
+    let web_ip = pod_ip(&mut c, &web).await;
+    assert!(
+        web_ip.starts_with(&format!("{}.", bridge.subnet_prefix)),
+        "web pod ip {web_ip:?}"
+    );
+    let server = c
+        .run(&web, &web_cfg, container_config("httpd", &image, &["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && cat /etc/hosts && exec httpd -f -p 8080 -h /www"]))
+        .await
+        .unwrap();
+    let server_log = c.status(&server).await.unwrap().log_path;
+    assert!(
+        eventually(LONG, || async {
+            log_lines(&server_log)
+                .iter()
+                .any(|(_, l)| l.contains("web"))
+        })
+        .await
+    );
+    // /etc/hosts names the pod's own IP.
+    assert!(
+        log_lines(&server_log)
+            .iter()
+            .any(|(_, l)| l.starts_with(&web_ip) && l.ends_with("web")),
+        "{:?}",
+        log_lines(&server_log)
+    );
+
+    // Another pod reaches it over the bridge.
+    let client_cfg = pod_config("client", &d.logs);
+    let client = c.run_pod(&client_cfg).await.unwrap();
+    let client_ip = pod_ip(&mut c, &client).await;
+    assert_ne!(client_ip, web_ip);
+    // busybox-static's wget resolves through glibc NSS, which a static binary cannot load (it
+    // crashes); nc with a numeric address needs no resolver.
+    let fetch = c
+        .run(&client, &client_cfg, container_config("wget", &image, &["sh", "-c", &format!("for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {web_ip} 8080 | tail -n 1 | grep . && exit 0; sleep 0.3; done; exit 1")]))
+        .await
+        .unwrap();
+    let st = c.wait_exited(&fetch, LONG).await.unwrap();
+    assert_eq!(st.exit_code, 0, "{:?}", log_lines(&st.log_path));
+    assert_eq!(log_lines(&st.log_path).last().unwrap().1, "hello-from-web");
+
+    // The host port reaches the pod from the host: give the bridge an address on the pod
+    // subnet (local delivery over the bridge, no forwarding), then connect to that address.
+    let host_side = format!("{}.254", bridge.subnet_prefix);
+    assert!(
+        Command::new("ip")
+            .args([
+                "addr",
+                "add",
+                &format!("{host_side}/24"),
+                "dev",
+                &bridge.name
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let got = eventually(LONG, || async {
+        Command::new("curl")
+            .args([
+                "-fsS",
+                "--max-time",
+                "2",
+                &format!("http://{host_side}:{host_port}/"),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "hello-from-web")
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(got, "hostPort {host_port} did not reach the web pod");
+    assert_eq!(
+        ip_forward(),
+        forward_before,
+        "ip_forward must stay as it was"
+    );
+
+    // Stopping releases the IP (host-local's lease file) and is idempotent.
+    let lease = d.dir.path().join("ipam/crust-e2e").join(&web_ip);
+    assert!(lease.exists());
+    for _ in 0..2 {
+        c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: web.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(!lease.exists(), "the pod's IP was not released");
+    for _ in 0..2 {
+        c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: web.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    drop(c);
+    d.shutdown().await;
+    drop(bridge);
+}
+
+#[tokio::test]
+async fn host_network_pods_use_the_host_namespaces_without_cni() {
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod: _,
+        pc: _,
+    } = PodFixture::start("plain").await;
+    let _bridge = Bridge::new(&d);
+    let mut cfg = pod_config("hostnet", &d.logs);
+    cfg.hostname = String::new();
+    cfg.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: cri::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = c.run_pod(&cfg).await.unwrap();
+    assert_eq!(
+        pod_ip(&mut c, &pod).await,
+        "",
+        "host-network pods get no CNI address"
+    );
+    let id = c
+        .run(
+            &pod,
+            &cfg,
+            container_config(
+                "probe",
+                &image,
+                &["sh", "-c", "readlink /proc/self/ns/net; hostname"],
+            ),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    let out: Vec<String> = log_lines(&st.log_path)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    let host_net = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string();
+    let host_name = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(out, vec![host_net, host_name]);
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_cni_plugin_fails_the_pod_cleanly() {
+    let PodFixture {
+        d,
+        mut c,
+        image: _,
+        pod: first,
+        pc: _,
+    } = PodFixture::start("ok").await;
+    std::fs::create_dir_all(d.cni_dir()).unwrap();
+    std::fs::create_dir_all(d.cni_bin_dir()).unwrap();
+    let plugin = d.cni_bin_dir().join("crust-e2e-fail");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then echo '{\"cniVersion\":\"0.4.0\",\"code\":11,\"msg\":\"no addresses left\"}'; exit 1; fi\nexit 0\n",
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&plugin).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        d.cni_dir().join("10-fail.conflist"),
+        r#"{"cniVersion":"0.4.0","name":"failing","plugins":[{"type":"crust-e2e-fail"}]}"#,
+    )
+    .unwrap();
+    let err = c.run_pod(&pod_config("doomed", &d.logs)).await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), Code::Internal);
+    assert!(
+        status.message().contains("no addresses left"),
+        "{}",
+        status.message()
+    );
+    // Nothing of the failed pod is left: no record, no state dir, no mounts.
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(
+        pods.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        vec![first.clone()]
+    );
+    let dirs: Vec<_> = std::fs::read_dir(d.state.join("pods"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    // The same name can be used again once the network works.
+    std::fs::remove_file(d.cni_dir().join("10-fail.conflist")).unwrap();
+    c.run_pod(&pod_config("doomed", &d.logs)).await.unwrap();
+    drop(c);
+    d.shutdown().await;
+}
