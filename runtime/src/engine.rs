@@ -327,7 +327,20 @@ impl Engine {
         if !rec.host_ipc() {
             rec.namespaces.push("ipc".to_string());
         }
-        rec.hostname = match pod::hostname_for(&rec.config, rec.host_network()) {
+        if rec.shared_pid() {
+            rec.namespaces.push("pid".to_string());
+        }
+        let checked = pod::hostname_for(&rec.config, rec.host_network()).and_then(|h| {
+            let sysctls = rec
+                .config
+                .linux
+                .as_ref()
+                .map(|l| l.sysctls.clone())
+                .unwrap_or_default();
+            pod::validate_sysctls(&sysctls, rec.host_network(), rec.host_ipc())?;
+            Ok(h)
+        });
+        rec.hostname = match checked {
             Ok(h) => h,
             Err(e) => {
                 self.store.release_name(&key, &id);
@@ -479,6 +492,7 @@ impl Engine {
         if client::is_alive(&dir).await {
             let _ = client::call(&dir, &Request::Shutdown, SHORT_TIMEOUT).await;
         }
+        crate::monitor::pod_init::stop(&dir);
         if let Err(e) = pod::unmount_all(&dir) {
             tracing::warn!(pod = %rec.id, err = %e, "unmount pod state");
         }
@@ -749,12 +763,20 @@ impl Engine {
             }
         }
         let cgroups_path = format!("{}/{}", pod.cgroup_path, rec.id);
+        let pid = self.pid_namespace(rec, pod).await?;
         let spec = spec::build(&spec::SpecInput {
             config: &rec.config,
             image: &image.config,
             rootfs: &dirs.rootfs,
             pod_dir: &self.pod_dir(&pod.id),
             pod_namespaces: &pod.namespaces,
+            sysctls: &pod
+                .config
+                .linux
+                .as_ref()
+                .map(|l| l.sysctls.clone())
+                .unwrap_or_default(),
+            pid,
             hostname: &pod.hostname,
             cgroups_path: &cgroups_path,
             user: &resolved,
@@ -786,6 +808,58 @@ impl Engine {
         }
         self.store.save_container(rec)?;
         Ok(())
+    }
+
+    /// The container's PID namespace from its CRI namespace options.
+    async fn pid_namespace(
+        &self,
+        rec: &ContainerRecord,
+        pod: &PodRecord,
+    ) -> Result<spec::PidNamespace> {
+        let opts = rec
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let mode = cri::NamespaceMode::try_from(opts.pid).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "namespace_options.pid {} is not a namespace mode",
+                opts.pid
+            ))
+        })?;
+        Ok(match mode {
+            cri::NamespaceMode::Container => spec::PidNamespace::Own,
+            cri::NamespaceMode::Node => spec::PidNamespace::Host,
+            cri::NamespaceMode::Pod if pod.namespaces.iter().any(|n| n == "pid") => {
+                spec::PidNamespace::Join(crate::monitor::pin::ns_path(
+                    &self.pod_dir(&pod.id),
+                    "pid",
+                ))
+            }
+            cri::NamespaceMode::Pod => spec::PidNamespace::Own,
+            cri::NamespaceMode::Target => {
+                let target_id =
+                    Store::find_id(&self.store.containers, &opts.target_id, "target container")?;
+                let target = self.store.container(&target_id).ok_or_else(|| {
+                    Error::NotFound(format!("target container {target_id} not found"))
+                })?;
+                let target = target.lock().await;
+                if target.pod_id != pod.id {
+                    return Err(Error::InvalidArgument(format!(
+                        "target container {target_id} is in another pod sandbox"
+                    )));
+                }
+                let ns = PathBuf::from(format!("/proc/{}/ns/pid", target.pid));
+                if target.state != ContainerState::Running || target.pid <= 0 || !ns.exists() {
+                    return Err(Error::FailedPrecondition(format!(
+                        "target container {target_id} is not running"
+                    )));
+                }
+                spec::PidNamespace::Join(ns)
+            }
+        })
     }
 
     async fn container_shared(&self, id: &str) -> Result<crate::store::Shared<ContainerRecord>> {

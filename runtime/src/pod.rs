@@ -110,6 +110,66 @@ fn resolv_conf(d: &cri::DnsConfig) -> Result<String> {
     Ok(out)
 }
 
+/// IPC-namespaced sysctls a pod may set (besides `fs.mqueue.*`).
+const IPC_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "kernel.shmmax",
+    "kernel.shmall",
+    "kernel.shmmni",
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+];
+
+/// Checks pod sysctls: only namespaced ones, and only for namespaces the pod owns (no `net.*`
+/// on the host network, no IPC ones on host IPC). Values are checked strictly: a `+`, `=`, or
+/// line break could smuggle a second sysctl (CVE-2022-0811), so they are refused.
+pub fn validate_sysctls(
+    sysctls: &std::collections::HashMap<String, String>,
+    host_network: bool,
+    host_ipc: bool,
+) -> Result<()> {
+    for (key, value) in sysctls {
+        let bad = |why: &str| Error::InvalidArgument(format!("sysctl {key:?}={value:?}: {why}"));
+        if key.is_empty()
+            || key.len() > 256
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+            || key.contains("..")
+            || key.starts_with(['.', '/'])
+        {
+            return Err(bad("not a valid sysctl name"));
+        }
+        let key = key.replace('/', ".");
+        let ipc = IPC_SYSCTLS.contains(&key.as_str()) || key.starts_with("fs.mqueue.");
+        let net = key.starts_with("net.");
+        if !ipc && !net {
+            return Err(bad("not a namespaced sysctl a pod may set"));
+        }
+        if ipc && host_ipc {
+            return Err(bad(
+                "IPC sysctls cannot be set on a pod that uses the host's IPC namespace",
+            ));
+        }
+        if net && host_network {
+            return Err(bad(
+                "net.* sysctls cannot be set on a pod that uses the host's network",
+            ));
+        }
+        if value.is_empty()
+            || value.len() > 1024
+            || value.contains(['+', '=', '\n', '\r', '\0', ';'])
+        {
+            return Err(bad(
+                "the value is empty, too long, or contains '+', '=', ';' or a line break",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Mounts the pod's shared /dev/shm (a tmpfs, shared through the pod's IPC namespace).
 pub fn mount_shm(dir: &Path) -> Result<()> {
     let shm = dir.join(SHM_DIR);
@@ -153,6 +213,39 @@ mod tests {
             ..Default::default()
         };
         assert!(resolv_conf(&evil).is_err());
+    }
+
+    #[test]
+    fn sysctls_are_namespaced_and_injection_is_refused() {
+        let ok: std::collections::HashMap<String, String> = [
+            ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+            (
+                "net.ipv4.ip_local_port_range".to_string(),
+                "1024 65000".to_string(),
+            ),
+            ("fs.mqueue.msg_max".to_string(), "20".to_string()),
+            ("kernel/sem".to_string(), "250 32000 32 128".to_string()),
+        ]
+        .into();
+        validate_sysctls(&ok, false, false).unwrap();
+        for (k, v) in [
+            ("kernel.shm_rmid_forced", "1+kernel.core_pattern=|/tmp/x"),
+            ("kernel.shm_rmid_forced", "1\nkernel.core_pattern=x"),
+            ("kernel.core_pattern", "|/tmp/x"),
+            ("vm.swappiness", "0"),
+            ("net.ipv4.../../../core_pattern", "x"),
+            ("", "1"),
+        ] {
+            let m = [(k.to_string(), v.to_string())].into();
+            assert!(
+                validate_sysctls(&m, false, false).is_err(),
+                "{k}={v:?} accepted"
+            );
+        }
+        let net = [("net.core.somaxconn".to_string(), "1024".to_string())].into();
+        assert!(validate_sysctls(&net, true, false).is_err());
+        let ipc = [("kernel.msgmax".to_string(), "8192".to_string())].into();
+        assert!(validate_sysctls(&ipc, false, true).is_err());
     }
 
     #[test]

@@ -61,6 +61,11 @@ impl PodRecord {
         self.ns_mode(|n| n.network) == cri::NamespaceMode::Node as i32
     }
 
+    /// The pod asked for one PID namespace shared by its containers (CRI PID mode POD).
+    pub fn shared_pid(&self) -> bool {
+        self.ns_mode(|n| n.pid) == cri::NamespaceMode::Pod as i32
+    }
+
     pub fn host_ipc(&self) -> bool {
         self.ns_mode(|n| n.ipc) == cri::NamespaceMode::Node as i32
     }

@@ -302,20 +302,31 @@ impl Daemon {
         }
         let socket = self.socket.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
                 let probe = Daemon::connect(&socket);
-                let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(5), probe).await else {
+                let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(5), probe).await
+                else {
                     return;
                 };
-                let Ok(pods) = c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await else {
+                let Ok(pods) =
+                    c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                        .await
+                else {
                     return;
                 };
                 for p in pods.into_inner().items {
-                    let req = cri::RemovePodSandboxRequest { pod_sandbox_id: p.id };
-                    let _ = tokio::time::timeout(Duration::from_secs(30), c.rt.remove_pod_sandbox(req)).await;
+                    let req = cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: p.id,
+                    };
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), c.rt.remove_pod_sandbox(req))
+                            .await;
                 }
             });
         })
@@ -481,6 +492,22 @@ pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
         log_directory: log_dir.join(name).display().to_string(),
         labels: [("app".to_string(), name.to_string())].into(),
         annotations: [("note".to_string(), "kept as given".to_string())].into(),
+        // As kubelet sends it for a pod without shareProcessNamespace.
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces(cri::NamespaceMode::Container)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Namespace options with the given PID mode (network and IPC: the pod's).
+pub fn namespaces(pid: cri::NamespaceMode) -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        pid: pid as i32,
         ..Default::default()
     }
 }
@@ -499,6 +526,13 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> cri::Conta
         log_path: format!("{name}/0.log"),
         labels: [("ctr".to_string(), name.to_string())].into(),
         annotations: [("ctr-note".to_string(), "unchanged".to_string())].into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces(cri::NamespaceMode::Container)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

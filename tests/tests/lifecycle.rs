@@ -555,3 +555,230 @@ async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn pid_namespace_modes_pod_target_and_node() {
+    use crust_e2e::{Daemon, namespaces, pod_config, registry};
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    // A pod with shareProcessNamespace: its containers see each other, and PID 1 is the pod's
+    // init, not any container's process.
+    let mut pc = pod_config("sharedpid", &d.logs);
+    pc.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options = Some(namespaces(cri::NamespaceMode::Pod));
+    let pod = c.run_pod(&pc).await.unwrap();
+    let pod_mode = |name: &str, cmd: &[&str]| {
+        let mut cfg = container_config(name, &image, cmd);
+        cfg.linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options = Some(namespaces(cri::NamespaceMode::Pod));
+        cfg
+    };
+    let sleeper = c
+        .run(&pod, &pc, pod_mode("sleeper", &["sleep", "1000"]))
+        .await
+        .unwrap();
+    let looker = c
+        .run(
+            &pod,
+            &pc,
+            pod_mode(
+                "looker",
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/1/comm; ps -o args | grep -c '^sleep 1000'",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&looker, LONG).await.unwrap();
+    let out: Vec<String> = log_lines(&st.log_path)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(
+        out,
+        vec!["crust-pod-init".to_string(), "1".to_string()],
+        "{out:?}"
+    );
+
+    // TARGET: an ephemeral-style container joins the sleeper's PID namespace.
+    let mut other = pod_config("targeted", &d.logs);
+    other.hostname = "targeted".into();
+    let pod2 = c.run_pod(&other).await.unwrap();
+    let target = c
+        .run(
+            &pod2,
+            &other,
+            container_config("target", &image, &["sleep", "999"]),
+        )
+        .await
+        .unwrap();
+    let mut dbg = container_config(
+        "debug",
+        &image,
+        &["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"],
+    );
+    dbg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options = Some(cri::NamespaceOption {
+        pid: cri::NamespaceMode::Target as i32,
+        target_id: target.clone(),
+        ..Default::default()
+    });
+    let dbg_id = c.run(&pod2, &other, dbg.clone()).await.unwrap();
+    let st = c.wait_exited(&dbg_id, LONG).await.unwrap();
+    assert_eq!(log_lines(&st.log_path)[0].1, "sleep 999 ");
+    // A target in another pod is refused.
+    dbg.metadata.as_mut().unwrap().name = "debug2".into();
+    dbg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .target_id = sleeper.clone();
+    let err = c.create(&pod2, &other, dbg).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<tonic::Status>().unwrap().code(),
+        Code::InvalidArgument
+    );
+
+    // NODE: the host's PID namespace.
+    let mut host = container_config("hostpid", &image, &["readlink", "/proc/self/ns/pid"]);
+    host.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options = Some(namespaces(cri::NamespaceMode::Node));
+    let id = c.run(&pod2, &other, host).await.unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    let host_pid_ns = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(log_lines(&st.log_path)[0].1, host_pid_ns);
+
+    // Removing the shared-PID pod ends its init too.
+    let init_pid: i32 =
+        std::fs::read_to_string(d.state.join("pods").join(&pod).join("pod-init.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        crust_e2e::eventually(LONG, || async {
+            !std::path::Path::new(&format!("/proc/{init_pid}")).exists()
+        })
+        .await,
+        "pod init {init_pid} outlived its pod"
+    );
+    drop(c);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn sysctls_apply_in_the_pod_and_injection_is_refused() {
+    use crust_e2e::{Daemon, pod_config, registry};
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let mut pc = pod_config("sysctl", &d.logs);
+    let linux = pc.linux.as_mut().unwrap();
+    linux.sysctls = [
+        ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+        (
+            "net.ipv4.ip_local_port_range".to_string(),
+            "20000 30000".to_string(),
+        ),
+    ]
+    .into();
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config(
+                "read",
+                &image,
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_local_port_range",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    let out: Vec<String> = log_lines(&st.log_path)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(out, vec!["1".to_string(), "20000\t30000".to_string()]);
+    // The host's values are untouched.
+    let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    assert_ne!(host_range.trim(), "20000\t30000");
+
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    for (k, v) in [
+        ("kernel.shm_rmid_forced", "1+kernel.core_pattern=|/tmp/pwn"),
+        ("kernel.core_pattern", "|/tmp/pwn"),
+        ("kernel.shm_rmid_forced", "1\nkernel.core_pattern=x"),
+    ] {
+        let mut bad = pod_config(&format!("bad{}", rand_suffix()), &d.logs);
+        bad.linux.as_mut().unwrap().sysctls = [(k.to_string(), v.to_string())].into();
+        let err = c.run_pod(&bad).await.unwrap_err();
+        let s = err.downcast_ref::<tonic::Status>().unwrap();
+        assert_eq!(s.code(), Code::InvalidArgument, "{k}={v:?}");
+        assert!(s.message().contains(k), "{}", s.message());
+    }
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern
+    );
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(pods.len(), 1, "refused pods left records");
+    drop(c);
+    d.shutdown().await;
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}

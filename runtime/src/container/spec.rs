@@ -67,6 +67,21 @@ pub struct SpecInput<'a> {
     pub cgroup_v2: bool,
     /// The pod namespaces crust pinned; those missing are the host's (host network / IPC).
     pub pod_namespaces: &'a [String],
+    /// Validated pod sysctls, applied in every container's (shared) namespaces.
+    pub sysctls: &'a std::collections::HashMap<String, String>,
+    pub pid: PidNamespace,
+}
+
+/// Which PID namespace the container's processes live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// Its own (CRI PID mode CONTAINER): the container's process is PID 1.
+    Own,
+    /// An existing one by path: the pod's shared namespace (POD) or another container's
+    /// (TARGET, for ephemeral debug containers).
+    Join(PathBuf),
+    /// The host's (NODE).
+    Host,
 }
 
 /// The process args: Docker's Entrypoint/Cmd rules.
@@ -210,8 +225,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         mounts.push(bind(&m.container_path, &host, m.readonly));
     }
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
-    for ns in input.pod_namespaces {
+    let mut namespaces = vec![json!({"type": "mount"})];
+    match &input.pid {
+        PidNamespace::Own => namespaces.push(json!({"type": "pid"})),
+        PidNamespace::Join(path) => namespaces.push(json!({"type": "pid", "path": path})),
+        PidNamespace::Host => {}
+    }
+    for ns in input.pod_namespaces.iter().filter(|n| *n != "pid") {
         let kind = if ns == "net" { "network" } else { ns.as_str() };
         namespaces
             .push(json!({"type": kind, "path": crate::monitor::pin::ns_path(input.pod_dir, ns)}));
@@ -295,6 +315,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             "resources": resources,
             "maskedPaths": DEFAULT_MASKED_PATHS,
             "readonlyPaths": DEFAULT_READONLY_PATHS,
+            "sysctl": input.sysctls,
         }
     }))
 }
@@ -402,6 +423,8 @@ mod tests {
             min_oom_score_adj: 0,
             cgroup_v2: false,
             pod_namespaces: &["net".into(), "ipc".into(), "uts".into()],
+            sysctls: &Default::default(),
+            pid: PidNamespace::Own,
         })
         .unwrap();
         assert_eq!(spec["process"]["oomScoreAdj"], json!(0));

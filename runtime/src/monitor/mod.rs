@@ -8,6 +8,7 @@
 //! - [`exec`]: ExecSync output collection and process trees;
 //! - [`console`]: the console socket and pty reads for TTY containers;
 //! - [`pin`]: namespace pinning for the pod sandbox;
+//! - [`pod_init`]: PID 1 of a pod's shared PID namespace;
 //! - [`client`]: the daemon's side (spawn, requests).
 
 pub mod client;
@@ -15,6 +16,7 @@ pub mod console;
 pub mod exec;
 pub mod log_writer;
 pub mod pin;
+pub mod pod_init;
 pub mod reaper;
 pub mod server;
 

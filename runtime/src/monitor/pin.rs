@@ -131,7 +131,7 @@ pub fn is_pinned(path: &Path) -> bool {
 
 /// Unmounts and deletes the pinned namespace files. Missing ones are fine.
 pub fn unpin_namespaces(pod_dir: &Path) -> std::io::Result<()> {
-    for n in POD_NAMESPACES {
+    for n in POD_NAMESPACES.iter().chain(&["pid"]) {
         let p = ns_path(pod_dir, n);
         crate::fsutil::unmount_if_mounted(&p)?;
         match fs::remove_file(&p) {

@@ -101,7 +101,19 @@ fn setup(args: &MonitorArgs) -> std::io::Result<std::os::unix::net::UnixListener
     init_logging(&args.dir.join(LOG_FILE));
     tracing::info!(pod = %args.pod_id, pid = std::process::id(), "monitor starting");
     reaper::become_subreaper()?;
-    pin::pin_namespaces(&args.dir, &args.hostname, &args.namespaces)?;
+    let pinned: Vec<String> = args
+        .namespaces
+        .iter()
+        .filter(|n| *n != "pid")
+        .cloned()
+        .collect();
+    pin::pin_namespaces(&args.dir, &args.hostname, &pinned)?;
+    if args.namespaces.iter().any(|n| n == "pid")
+        && !pin::is_pinned(&pin::ns_path(&args.dir, "pid"))
+    {
+        let pid = super::pod_init::start(&args.dir)?;
+        tracing::info!(pid, "pod PID namespace started");
+    }
     std::fs::create_dir_all(args.dir.join("lc"))?;
     let sock = args.dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&sock);
@@ -215,6 +227,8 @@ async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
             for id in ids {
                 let _ = mon.delete(&id).await;
             }
+            // Containers are gone; the pod's PID namespace (if any) ends with its init.
+            super::pod_init::stop(&mon.dir);
             // New connections must fail from now on: the daemon treats a missing socket as
             // "monitor gone", while a connection nobody serves would hang or reset.
             let _ = std::fs::remove_file(&mon.socket);

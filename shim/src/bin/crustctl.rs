@@ -476,7 +476,7 @@ async fn create_pod_and_container(
         },
         log_directory: log_root.join(name).display().to_string(),
         labels: labels.clone(),
-        linux,
+        linux: Some(with_own_pids(linux.unwrap_or_default())),
         ..Default::default()
     };
     let pod_id = c
@@ -508,6 +508,17 @@ async fn create_pod_and_container(
                 envs,
                 labels,
                 log_path: format!("{name}.log"),
+                // Docker semantics: the container's command is PID 1 of its own namespace.
+                linux: Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        namespace_options: Some(cri::NamespaceOption {
+                            pid: cri::NamespaceMode::Container as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             sandbox_config: Some(pod_config),
@@ -525,6 +536,15 @@ async fn create_pod_and_container(
             Err(e.into())
         }
     }
+}
+
+/// Pod options as kubelet sends them for a pod without a shared process namespace.
+fn with_own_pids(mut linux: cri::LinuxPodSandboxConfig) -> cri::LinuxPodSandboxConfig {
+    let sc = linux.security_context.get_or_insert_with(Default::default);
+    sc.namespace_options
+        .get_or_insert_with(Default::default)
+        .pid = cri::NamespaceMode::Container as i32;
+    linux
 }
 
 async fn status(c: &mut CriClient, id: &str) -> anyhow::Result<cri::ContainerStatus> {
