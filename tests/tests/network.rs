@@ -335,3 +335,108 @@ async fn a_failing_cni_plugin_fails_the_pod_cleanly() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn crustctl_publishes_ports_and_sets_dns() {
+    let PodFixture {
+        d,
+        c,
+        image,
+        pod: _,
+        pc: _,
+    } = PodFixture::start("unused").await;
+    let bridge = Bridge::new(&d);
+    let ctl = |args: &[&str]| {
+        Command::new(crust_e2e::bin("crustctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("--log-root")
+            .arg(&d.logs)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let host_port = (20000 + rand::random::<u16>() % 20000).to_string();
+    let o = ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        &format!("{host_port}:8080"),
+        "--dns",
+        "10.0.0.53",
+        "--hostname",
+        "webby",
+        &image,
+        "sh",
+        "-c",
+        "mkdir /www && echo published > /www/index.html && cat /etc/resolv.conf && hostname && exec httpd -f -p 8080 -h /www",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let pods = String::from_utf8_lossy(&ctl(&["pods"]).stdout).to_string();
+    let line = pods
+        .lines()
+        .find(|l| l.contains("pub"))
+        .expect("pod listed");
+    assert!(
+        line.contains(&format!("{}.", bridge.subnet_prefix)),
+        "{pods}"
+    );
+    assert!(
+        eventually(LONG, || async {
+            let logs = String::from_utf8_lossy(&ctl(&["logs", "pub"]).stdout).to_string();
+            logs.contains("nameserver 10.0.0.53") && logs.contains("webby")
+        })
+        .await
+    );
+    let host_side = format!("{}.254", bridge.subnet_prefix);
+    assert!(
+        Command::new("ip")
+            .args([
+                "addr",
+                "add",
+                &format!("{host_side}/24"),
+                "dev",
+                &bridge.name
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        eventually(LONG, || async {
+            Command::new("curl")
+                .args([
+                    "-fsS",
+                    "--max-time",
+                    "2",
+                    &format!("http://{host_side}:{host_port}/"),
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "published")
+                .unwrap_or(false)
+        })
+        .await
+    );
+    assert!(ctl(&["rm", "-f", "pub"]).status.success());
+    // --network host: the container is in the host's network namespace.
+    let o = ctl(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &image,
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        std::fs::read_link("/proc/self/ns/net")
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    drop(c);
+    d.shutdown().await;
+}

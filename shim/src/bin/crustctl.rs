@@ -61,10 +61,23 @@ enum Cmd {
         /// Environment variable KEY=VALUE (repeatable).
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
+        /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp] (repeatable).
+        #[arg(short = 'p', long = "publish")]
+        publish: Vec<String>,
+        /// `host` to use the host's network namespace.
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// DNS server for the pod's resolv.conf (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
         image: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// List pods with their IPs.
+    Pods,
     /// List containers (running only, unless -a).
     Ps {
         #[arg(short = 'a', long)]
@@ -189,9 +202,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             detach,
             name,
             env,
+            publish,
+            network,
+            hostname,
+            dns,
             image,
             command,
-        } => return run(&mut c, &cli.log_root, rm, detach, name, env, image, command).await,
+        } => {
+            let pod = PodOptions::from_flags(&publish, network.as_deref(), hostname, &dns)?;
+            return run(
+                &mut c,
+                &cli.log_root,
+                rm,
+                detach,
+                name,
+                env,
+                pod,
+                image,
+                command,
+            )
+            .await;
+        }
+        Cmd::Pods => pods(&mut c).await?,
         Cmd::Ps { all, quiet } => ps(&mut c, all, quiet).await?,
         Cmd::Logs {
             follow,
@@ -383,6 +415,7 @@ async fn run(
     detach: bool,
     name: Option<String>,
     env: Vec<String>,
+    pod: PodOptions,
     image: String,
     command: Vec<String>,
 ) -> anyhow::Result<i32> {
@@ -418,7 +451,7 @@ async fn run(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (pod_id, ctr_id) =
-        create_pod_and_container(c, log_root, &name, &image, command, envs, None).await?;
+        create_pod_and_container(c, log_root, &name, &image, command, envs, pod).await?;
     c.runtime
         .start_container(cri::StartContainerRequest {
             container_id: ctr_id.clone(),
@@ -450,8 +483,9 @@ async fn create_pod_and_container(
     image: &str,
     command: Vec<String>,
     envs: Vec<cri::KeyValue>,
-    linux: Option<cri::LinuxPodSandboxConfig>,
+    pod: PodOptions,
 ) -> anyhow::Result<(String, String)> {
+    let linux = pod.linux;
     let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), "true".to_string())].into();
     // A pod in the host network (and UTS) namespace keeps the host's hostname, as kubelet sends it.
     let host_network = linux
@@ -466,14 +500,17 @@ async fn create_pod_and_container(
             namespace: "crustctl".into(),
             attempt: 0,
         }),
-        hostname: if host_network {
-            String::new()
-        } else {
-            name.chars()
+        hostname: match (host_network, pod.hostname) {
+            (true, _) => String::new(),
+            (false, Some(h)) => h,
+            (false, None) => name
+                .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
                 .take(63)
-                .collect()
+                .collect(),
         },
+        port_mappings: pod.port_mappings,
+        dns_config: pod.dns,
         log_directory: log_root.join(name).display().to_string(),
         labels: labels.clone(),
         linux: Some(with_own_pids(linux.unwrap_or_default())),
@@ -536,6 +573,133 @@ async fn create_pod_and_container(
             Err(e.into())
         }
     }
+}
+
+/// What `run` puts in the pod besides names: network mode, ports, hostname, DNS.
+#[derive(Default)]
+struct PodOptions {
+    linux: Option<cri::LinuxPodSandboxConfig>,
+    hostname: Option<String>,
+    port_mappings: Vec<cri::PortMapping>,
+    dns: Option<cri::DnsConfig>,
+}
+
+impl PodOptions {
+    fn from_flags(
+        publish: &[String],
+        network: Option<&str>,
+        hostname: Option<String>,
+        dns: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut o = PodOptions {
+            hostname,
+            ..Default::default()
+        };
+        match network {
+            None | Some("pod") | Some("bridge") => {}
+            Some("host") => {
+                o.linux = Some(cri::LinuxPodSandboxConfig {
+                    security_context: Some(cri::LinuxSandboxSecurityContext {
+                        namespace_options: Some(cri::NamespaceOption {
+                            network: cri::NamespaceMode::Node as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            }
+            Some(other) => {
+                bail!("--network {other}: only `host` (or the default pod network) is supported")
+            }
+        }
+        for p in publish {
+            o.port_mappings.push(parse_publish(p)?);
+        }
+        if !dns.is_empty() {
+            o.dns = Some(cri::DnsConfig {
+                servers: dns.to_vec(),
+                ..Default::default()
+            });
+        }
+        Ok(o)
+    }
+}
+
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`, as Docker's `-p`.
+fn parse_publish(spec: &str) -> anyhow::Result<cri::PortMapping> {
+    let bad = || anyhow!("-p {spec}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]");
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let protocol = match proto {
+        "tcp" => cri::Protocol::Tcp,
+        "udp" => cri::Protocol::Udp,
+        "sctp" => cri::Protocol::Sctp,
+        _ => return Err(bad()),
+    };
+    let parts: Vec<&str> = ports.rsplitn(3, ':').collect();
+    let (container, host, host_ip) = match parts.as_slice() {
+        [c, h] => (*c, *h, ""),
+        [c, h, ip] => (*c, *h, *ip),
+        _ => return Err(bad()),
+    };
+    let port = |v: &str| {
+        v.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(i32::from)
+            .ok_or_else(bad)
+    };
+    Ok(cri::PortMapping {
+        protocol: protocol as i32,
+        container_port: port(container)?,
+        host_port: port(host)?,
+        host_ip: host_ip.to_string(),
+    })
+}
+
+async fn pods(c: &mut CriClient) -> anyhow::Result<()> {
+    let mut items = c
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    items.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+    println!(
+        "{:<13} {:<24} {:<12} {:<9} {:<16} {:<16}",
+        "POD ID", "NAME", "NAMESPACE", "STATE", "IP", "CREATED"
+    );
+    for p in items {
+        let ip = c
+            .runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: p.id.clone(),
+                verbose: false,
+            })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().status)
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| "-".into());
+        let meta = p.metadata.unwrap_or_default();
+        let state = if p.state == cri::PodSandboxState::SandboxReady as i32 {
+            "Ready"
+        } else {
+            "NotReady"
+        };
+        println!(
+            "{:<13} {:<24} {:<12} {:<9} {:<16} {:<16}",
+            &p.id[..12.min(p.id.len())],
+            meta.name,
+            meta.namespace,
+            state,
+            ip,
+            ago(p.created_at)
+        );
+    }
+    Ok(())
 }
 
 /// Pod options as kubelet sends them for a pod without a shared process namespace.
@@ -917,17 +1081,20 @@ async fn bench(
             image,
             vec!["sleep".into(), "3600".into()],
             vec![],
-            Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("{cgroup_parent}/pod{i}"),
-                security_context: host_network.then(|| cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(cri::NamespaceOption {
-                        network: cri::NamespaceMode::Node as i32,
+            PodOptions {
+                linux: Some(cri::LinuxPodSandboxConfig {
+                    cgroup_parent: format!("{cgroup_parent}/pod{i}"),
+                    security_context: host_network.then(|| cri::LinuxSandboxSecurityContext {
+                        namespace_options: Some(cri::NamespaceOption {
+                            network: cri::NamespaceMode::Node as i32,
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            },
         )
         .await?;
         c.runtime
@@ -995,4 +1162,27 @@ async fn bench(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_flags_parse_like_docker() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol),
+            (8080, 80, cri::Protocol::Tcp as i32)
+        );
+        let p = parse_publish("127.0.0.1:53:5353/udp").unwrap();
+        assert_eq!(p.host_ip, "127.0.0.1");
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol),
+            (53, 5353, cri::Protocol::Udp as i32)
+        );
+        for bad in ["80", "a:b", "0:80", "70000:80", "1:2/icmp", ""] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
 }
