@@ -136,6 +136,28 @@ impl Hierarchy {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Number of processes in cgroup `path` and all its descendants.
+    pub fn process_count(&self, path: &str) -> u64 {
+        let Some(top) = self.dirs(path).into_iter().next() else {
+            return 0;
+        };
+        let mut count = 0;
+        let mut stack = vec![top];
+        while let Some(d) = stack.pop() {
+            if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
+                count += s.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+            }
+            if let Ok(rd) = fs::read_dir(&d) {
+                stack.extend(
+                    rd.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        count
+    }
+
     /// PIDs in cgroup `path` (from the first hierarchy), for checks and cleanup.
     pub fn procs(&self, path: &str) -> Vec<i32> {
         let Some(dir) = self.dirs(path).into_iter().next() else {

@@ -84,6 +84,33 @@ pub struct ContainerUsage {
     pub writable_mountpoint: String,
 }
 
+/// A pod's resource usage: its cgroup, its network interfaces, and its running containers.
+#[derive(Debug, Clone, Default)]
+pub struct PodUsage {
+    pub timestamp: i64,
+    pub cgroup: crate::cgroups::CgroupStats,
+    pub nano_cores: Option<u64>,
+    pub process_count: u64,
+    /// (interface, rx bytes, rx errors, tx bytes, tx errors) from the pod's network namespace.
+    pub interfaces: Vec<(String, u64, u64, u64, u64)>,
+    pub containers: Vec<(ContainerRecord, ContainerUsage)>,
+}
+
+/// Parses /proc/<pid>/net/dev: per interface (rx bytes, rx errors, tx bytes, tx errors).
+pub fn parse_net_dev(text: &str) -> Vec<(String, u64, u64, u64, u64)> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            (f.len() >= 11).then(|| (name.trim().to_string(), f[0], f[2], f[8], f[10]))
+        })
+        .collect()
+}
+
 /// Subscribers that fall this far behind lose the oldest events rather than slow the runtime.
 const EVENT_BUFFER: usize = 1024;
 
@@ -567,6 +594,10 @@ impl Engine {
         self.teardown_pod_resources(&p).await;
         self.store.delete_pod(&id)?;
         self.emit(EventKind::Deleted, &id, &id);
+        self.cpu_samples
+            .lock()
+            .expect("cpu samples lock")
+            .remove(&format!("pod:{id}"));
         if let Some(m) = &p.config.metadata {
             self.store.release_name(&pod_name_key(m), &id);
         }
@@ -1093,6 +1124,59 @@ impl Engine {
         Ok(())
     }
 
+    /// Resource usage of a pod: its cgroup (all its containers), process count, the network
+    /// interfaces of its namespace (read through a running container's /proc), and per
+    /// running container usage.
+    pub async fn pod_usage(&self, id: &str) -> Result<(PodRecord, PodUsage)> {
+        let pod = self.pod(id).await?;
+        let timestamp = now_nanos();
+        let cgroup = self.hierarchy.stats(&pod.cgroup_path);
+        let nano_cores = self.cpu_rate(&format!("pod:{}", pod.id), timestamp, cgroup.cpu_usage_ns);
+        let mut containers = Vec::new();
+        for c in self.list_containers().await {
+            if c.pod_id == pod.id
+                && c.state == ContainerState::Running
+                && let Ok(u) = self.container_usage(&c.id).await
+            {
+                containers.push(u);
+            }
+        }
+        let interfaces = if pod.host_network() {
+            vec![]
+        } else {
+            containers
+                .iter()
+                .find_map(|(c, _)| std::fs::read_to_string(format!("/proc/{}/net/dev", c.pid)).ok())
+                .map(|t| {
+                    parse_net_dev(&t)
+                        .into_iter()
+                        .filter(|i| i.0 != "lo")
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let usage = PodUsage {
+            timestamp,
+            process_count: self.hierarchy.process_count(&pod.cgroup_path),
+            cgroup,
+            nano_cores,
+            interfaces,
+            containers,
+        };
+        Ok((pod, usage))
+    }
+
+    /// CPU rate in nanocores since the previous sample under `key` (None on the first).
+    fn cpu_rate(&self, key: &str, timestamp: i64, usage_ns: u64) -> Option<u64> {
+        let mut samples = self.cpu_samples.lock().expect("cpu samples lock");
+        let prev = samples.insert(key.to_string(), (timestamp, usage_ns));
+        prev.and_then(|(t, u)| {
+            let dt = timestamp.saturating_sub(t);
+            (dt > 0 && usage_ns >= u)
+                .then(|| ((usage_ns - u) as u128 * 1_000_000_000 / dt as u128) as u64)
+        })
+    }
+
     /// Resource usage of a container from its cgroup and writable layer.
     pub async fn container_usage(&self, id: &str) -> Result<(ContainerRecord, ContainerUsage)> {
         let rec = self.container(id).await?;
@@ -1111,16 +1195,7 @@ impl Engine {
         } else {
             Default::default()
         };
-        let nano_cores = {
-            let mut samples = self.cpu_samples.lock().expect("cpu samples lock");
-            let prev = samples.insert(rec.id.clone(), (timestamp, cgroup.cpu_usage_ns));
-            prev.and_then(|(t, u)| {
-                let dt = timestamp.saturating_sub(t);
-                (dt > 0 && cgroup.cpu_usage_ns >= u).then(|| {
-                    ((cgroup.cpu_usage_ns - u) as u128 * 1_000_000_000 / dt as u128) as u64
-                })
-            })
-        };
+        let nano_cores = self.cpu_rate(&rec.id, timestamp, cgroup.cpu_usage_ns);
         let upper = self.store.container_dir(&rec.id).join("upper");
         let (writable_bytes, writable_inodes) = crate::image::unpack::disk_usage(&upper);
         Ok((
@@ -1173,6 +1248,18 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_dev_parses_per_interface_counters() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    5000      40    2    0    0     0          0         0     3000      30    1    0    0     0       0          0\n";
+        assert_eq!(
+            parse_net_dev(text),
+            vec![
+                ("lo".to_string(), 100, 0, 100, 0),
+                ("eth0".to_string(), 5000, 2, 3000, 1)
+            ]
+        );
+    }
 
     #[test]
     fn stop_signals_parse() {

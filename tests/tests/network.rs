@@ -440,3 +440,79 @@ async fn crustctl_publishes_ports_and_sets_dns() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn pod_stats_cover_cgroup_processes_network_and_containers() {
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod: _,
+        pc: _,
+    } = PodFixture::start("unused").await;
+    let _bridge = Bridge::new(&d);
+    let pc = pod_config("statted", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let a = c
+        .run(&pod, &pc, container_config("mem", &image, &["sh", "-c", "dd if=/dev/zero of=/dev/shm/x bs=1M count=24 2>/dev/null; echo ready; exec sleep 1000"]))
+        .await
+        .unwrap();
+    let b = c
+        .run(
+            &pod,
+            &pc,
+            container_config("idle", &image, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    let path = c.status(&a).await.unwrap().log_path;
+    assert!(
+        eventually(LONG, || async {
+            log_lines(&path).iter().any(|(_, l)| l == "ready")
+        })
+        .await
+    );
+    let s =
+        c.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(s.attributes.as_ref().unwrap().id, pod);
+    let l = s.linux.unwrap();
+    assert!(l.memory.unwrap().usage_bytes.unwrap().value >= 24 << 20);
+    assert!(l.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    assert_eq!(
+        l.process.unwrap().process_count.unwrap().value,
+        2,
+        "two sleeps"
+    );
+    let net = l.network.unwrap();
+    assert_eq!(net.default_interface.as_ref().unwrap().name, "eth0");
+    let mut ids: Vec<String> = l
+        .containers
+        .iter()
+        .map(|c| c.attributes.as_ref().unwrap().id.clone())
+        .collect();
+    ids.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(ids, want);
+    let list =
+        c.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+            filter: Some(cri::PodSandboxStatsFilter {
+                id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(list.len(), 1);
+    drop(c);
+    d.shutdown().await;
+}

@@ -218,16 +218,30 @@ impl RuntimeService for CriService {
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<cri::PodSandboxStatsRequest>,
+        request: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats"))
+        let req = request.into_inner();
+        let id = stats::pod_sandbox_stats_id(&req);
+        instrument(
+            "PodSandboxStats",
+            &id,
+            stats::pod_sandbox_stats(&self.engine, req),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<cri::ListPodSandboxStatsRequest>,
+        request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats"))
+        let req = request.into_inner();
+        let id = stats::list_pod_sandbox_stats_id(&req);
+        instrument(
+            "ListPodSandboxStats",
+            &id,
+            stats::list_pod_sandbox_stats(&self.engine, req),
+        )
+        .await
     }
 
     async fn update_runtime_config(

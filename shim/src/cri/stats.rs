@@ -1,8 +1,8 @@
 //! ContainerStats, ListContainerStats, ListMetricDescriptors, ListPodSandboxMetrics.
 
 use crust_proto::cri;
-use crust_runtime::engine::ContainerUsage;
-use crust_runtime::store::{ContainerRecord, ContainerState};
+use crust_runtime::engine::{ContainerUsage, PodUsage};
+use crust_runtime::store::{ContainerRecord, ContainerState, PodRecord};
 use crust_runtime::{Engine, Result};
 
 use super::labels_match;
@@ -228,4 +228,96 @@ pub async fn list_pod_sandbox_metrics(
         });
     }
     Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
+}
+
+fn pod_to_cri(p: &PodRecord, u: &PodUsage) -> cri::PodSandboxStats {
+    let g = &u.cgroup;
+    let iface =
+        |(name, rx, rxe, tx, txe): &(String, u64, u64, u64, u64)| cri::NetworkInterfaceUsage {
+            name: name.clone(),
+            rx_bytes: u64v(*rx),
+            rx_errors: u64v(*rxe),
+            tx_bytes: u64v(*tx),
+            tx_errors: u64v(*txe),
+        };
+    let mut ifaces: Vec<cri::NetworkInterfaceUsage> = u.interfaces.iter().map(iface).collect();
+    // kubelet reads eth0 (the CNI interface) as the default.
+    let default_at = ifaces.iter().position(|i| i.name == "eth0").unwrap_or(0);
+    let default_interface = (!ifaces.is_empty()).then(|| ifaces.remove(default_at));
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: p.id.clone(),
+            metadata: p.config.metadata.clone(),
+            labels: p.config.labels.clone(),
+            annotations: p.config.annotations.clone(),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(cri::CpuUsage {
+                timestamp: u.timestamp,
+                usage_core_nano_seconds: u64v(g.cpu_usage_ns),
+                usage_nano_cores: u.nano_cores.and_then(u64v),
+            }),
+            memory: Some(cri::MemoryUsage {
+                timestamp: u.timestamp,
+                working_set_bytes: u64v(g.memory_working_set),
+                available_bytes: g
+                    .memory_limit
+                    .map(|l| l.saturating_sub(g.memory_working_set))
+                    .and_then(u64v),
+                usage_bytes: u64v(g.memory_usage),
+                rss_bytes: u64v(g.memory_rss),
+                page_faults: u64v(g.page_faults),
+                major_page_faults: u64v(g.major_page_faults),
+            }),
+            network: Some(cri::NetworkUsage {
+                timestamp: u.timestamp,
+                default_interface,
+                interfaces: ifaces,
+            }),
+            process: Some(cri::ProcessUsage {
+                timestamp: u.timestamp,
+                process_count: u64v(u.process_count),
+            }),
+            containers: u.containers.iter().map(|(c, cu)| to_cri(c, cu)).collect(),
+        }),
+        windows: None,
+    }
+}
+
+pub fn pod_sandbox_stats_id(r: &cri::PodSandboxStatsRequest) -> String {
+    r.pod_sandbox_id.clone()
+}
+
+pub async fn pod_sandbox_stats(
+    e: &Engine,
+    req: cri::PodSandboxStatsRequest,
+) -> Result<cri::PodSandboxStatsResponse> {
+    let (p, u) = e.pod_usage(&req.pod_sandbox_id).await?;
+    Ok(cri::PodSandboxStatsResponse {
+        stats: Some(pod_to_cri(&p, &u)),
+    })
+}
+
+pub fn list_pod_sandbox_stats_id(_: &cri::ListPodSandboxStatsRequest) -> String {
+    String::new()
+}
+
+pub async fn list_pod_sandbox_stats(
+    e: &Engine,
+    req: cri::ListPodSandboxStatsRequest,
+) -> Result<cri::ListPodSandboxStatsResponse> {
+    let f = req.filter.unwrap_or_default();
+    let mut stats = Vec::new();
+    for p in e.list_pods().await {
+        if p.state != crust_runtime::store::PodState::Ready
+            || (!f.id.is_empty() && !p.id.starts_with(&f.id))
+            || !labels_match(&f.label_selector, &p.config.labels)
+        {
+            continue;
+        }
+        if let Ok((p, u)) = e.pod_usage(&p.id).await {
+            stats.push(pod_to_cri(&p, &u));
+        }
+    }
+    Ok(cri::ListPodSandboxStatsResponse { stats })
 }
