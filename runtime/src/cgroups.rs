@@ -169,6 +169,80 @@ impl Hierarchy {
     }
 }
 
+/// Limits crust writes on a pod cgroup it owns (pod resources plus overhead).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_shares: Option<u64>,
+}
+
+/// CPU shares (v1, 2..262144) to weight (v2, 1..10000), the conversion runc and containerd use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+impl Hierarchy {
+    /// Writes `limits` on cgroup `path`.
+    pub fn set_limits(&self, path: &str, l: &Limits) -> io::Result<()> {
+        validate_path(path)?;
+        let rel = path.trim_start_matches('/');
+        let write = |p: PathBuf, v: String| {
+            fs::write(&p, &v).map_err(|e| {
+                io::Error::new(e.kind(), format!("write {v:?} to {}: {e}", p.display()))
+            })
+        };
+        match self {
+            Hierarchy::V2 { root } => {
+                let d = root.join(rel);
+                if let Some(m) = l.memory {
+                    write(d.join("memory.max"), m.to_string())?;
+                }
+                if l.cpu_quota.is_some() || l.cpu_period.is_some() {
+                    let quota = l
+                        .cpu_quota
+                        .filter(|q| *q > 0)
+                        .map_or("max".to_string(), |q| q.to_string());
+                    write(
+                        d.join("cpu.max"),
+                        format!("{quota} {}", l.cpu_period.unwrap_or(100_000)),
+                    )?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    write(d.join("cpu.weight"), shares_to_weight(s).to_string())?;
+                }
+            }
+            Hierarchy::V1 { mounts } => {
+                let dir_of = |c: &str| {
+                    mounts
+                        .iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, m)| m.join(rel))
+                };
+                if let (Some(m), Some(d)) = (l.memory, dir_of("memory")) {
+                    write(d.join("memory.limit_in_bytes"), m.to_string())?;
+                }
+                if let Some(d) = dir_of("cpu") {
+                    if let Some(p) = l.cpu_period {
+                        write(d.join("cpu.cfs_period_us"), p.to_string())?;
+                    }
+                    if let Some(q) = l.cpu_quota {
+                        write(d.join("cpu.cfs_quota_us"), q.to_string())?;
+                    }
+                    if let Some(s) = l.cpu_shares {
+                        write(d.join("cpu.shares"), s.to_string())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a cgroup says about its processes' resource use. Fields the hierarchy lacks stay 0.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CgroupStats {
@@ -298,6 +372,14 @@ pub fn validate_path(path: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_convert_to_weights_like_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(0), 0);
+    }
 
     #[test]
     fn cgroup_paths_are_validated() {

@@ -406,6 +406,18 @@ impl Engine {
             .hierarchy
             .create(&rec.cgroup_path)
             .ctx(|| format!("create pod cgroup {}", rec.cgroup_path))?;
+        // kubelet sizes the pod cgroups it makes itself; a pod cgroup crust made gets the pod's
+        // resources plus its overhead here.
+        if rec.owns_cgroup
+            && let Some(l) = &rec.config.linux
+        {
+            let limits = pod_limits(l.resources.as_ref(), l.overhead.as_ref());
+            if limits != Default::default() {
+                self.hierarchy
+                    .set_limits(&rec.cgroup_path, &limits)
+                    .ctx(|| format!("limit pod cgroup {}", rec.cgroup_path))?;
+            }
+        }
         rec.monitor_pid = self
             .cfg
             .launcher
@@ -454,7 +466,16 @@ impl Engine {
             pod_name: meta.name,
             pod_namespace: meta.namespace,
             pod_uid: meta.uid,
-            netns: self.netns_path(&rec.id).display().to_string(),
+            // A netns that is gone (unmounted under the pod) is passed as none, which the CNI
+            // spec lets DEL treat as "nothing left to tear down in the namespace".
+            netns: {
+                let path = self.netns_path(&rec.id);
+                if crate::monitor::pin::is_pinned(&path) {
+                    path.display().to_string()
+                } else {
+                    String::new()
+                }
+            },
             port_mappings,
             dns,
         }
@@ -1209,6 +1230,33 @@ impl Engine {
                 writable_mountpoint: self.cfg.root.join("containers").display().to_string(),
             },
         ))
+    }
+}
+
+/// Pod cgroup limits: the pod's resources plus its overhead (RuntimeClass pod overhead).
+fn pod_limits(
+    resources: Option<&cri::LinuxContainerResources>,
+    overhead: Option<&cri::LinuxContainerResources>,
+) -> crate::cgroups::Limits {
+    let pick = |f: fn(&cri::LinuxContainerResources) -> i64| {
+        let v: i64 = [resources, overhead]
+            .into_iter()
+            .flatten()
+            .map(f)
+            .filter(|v| *v > 0)
+            .sum();
+        (v > 0).then_some(v)
+    };
+    let period = [resources, overhead]
+        .into_iter()
+        .flatten()
+        .map(|r| r.cpu_period)
+        .find(|p| *p > 0);
+    crate::cgroups::Limits {
+        memory: pick(|r| r.memory_limit_in_bytes),
+        cpu_quota: pick(|r| r.cpu_quota),
+        cpu_period: period.map(|p| p as u64),
+        cpu_shares: pick(|r| r.cpu_shares).map(|s| s as u64),
     }
 }
 

@@ -782,3 +782,45 @@ fn rand_suffix() -> u32 {
         .unwrap()
         .subsec_nanos()
 }
+
+#[tokio::test]
+async fn pod_resources_and_overhead_limit_the_pod_cgroup() {
+    use crust_e2e::{Daemon, cgroup_mounts, pod_config};
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let mut pc = pod_config("sized", &d.logs);
+    let linux = pc.linux.as_mut().unwrap();
+    linux.resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        cpu_shares: 512,
+        ..Default::default()
+    });
+    linux.overhead = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 16 << 20,
+        cpu_quota: 10_000,
+        cpu_shares: 10,
+        ..Default::default()
+    });
+    let pod = c.run_pod(&pc).await.unwrap();
+    let rel = format!("{}/{pod}", d.cgroup_root.trim_start_matches('/'));
+    let read = |file: &str| {
+        cgroup_mounts()
+            .iter()
+            .map(|m| m.join(&rel).join(file))
+            .find(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string())
+    };
+    if let Some(mem) = read("memory.limit_in_bytes") {
+        assert_eq!(mem, (80u64 << 20).to_string());
+        assert_eq!(read("cpu.cfs_quota_us").unwrap(), "60000");
+        assert_eq!(read("cpu.cfs_period_us").unwrap(), "100000");
+        assert_eq!(read("cpu.shares").unwrap(), "522");
+    } else {
+        assert_eq!(read("memory.max").unwrap(), (80u64 << 20).to_string());
+        assert_eq!(read("cpu.max").unwrap(), "60000 100000");
+    }
+    drop(c);
+    d.shutdown().await;
+}

@@ -516,3 +516,55 @@ async fn pod_stats_cover_cgroup_processes_network_and_containers() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_netns_deleted_under_the_pod_still_tears_down() {
+    let PodFixture {
+        d,
+        mut c,
+        image: _,
+        pod: _,
+        pc: _,
+    } = PodFixture::start("unused").await;
+    let _bridge = Bridge::new(&d);
+    let pc = pod_config("netnsgone", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let ip = pod_ip(&mut c, &pod).await;
+    let lease = d.dir.path().join("ipam/crust-e2e").join(&ip);
+    assert!(lease.exists());
+    // Someone removes the pod's network namespace behind crust's back.
+    let netns = d.state.join("pods").join(&pod).join("ns/net");
+    assert!(
+        Command::new("umount")
+            .arg("-l")
+            .arg(&netns)
+            .status()
+            .unwrap()
+            .success()
+    );
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        !lease.exists(),
+        "the IP must be released even without the netns"
+    );
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .len()
+            == 1
+    );
+    drop(c);
+    d.shutdown().await;
+}
