@@ -28,6 +28,8 @@ pub struct EngineConfig {
     /// Parent cgroup of pods that arrive without a `cgroup_parent`.
     pub cgroup_root: String,
     pub registry: RegistryConfig,
+    /// Names accepted as CRI runtime handlers (RuntimeClass), besides the default "".
+    pub runtime_handlers: Vec<String>,
     /// CNI configuration; None runs every pod with loopback only.
     pub cni: Option<crate::network::CniConfig>,
     pub max_concurrent_downloads: usize,
@@ -313,9 +315,16 @@ impl Engine {
                 )));
             }
         }
-        if !runtime_handler.is_empty() && runtime_handler != "crust" && runtime_handler != "runc" {
+        if !runtime_handler.is_empty()
+            && !self
+                .cfg
+                .runtime_handlers
+                .iter()
+                .any(|h| h == runtime_handler)
+        {
             return Err(Error::InvalidArgument(format!(
-                "unknown runtime handler {runtime_handler:?} (this node offers the default handler only)"
+                "unknown runtime handler {runtime_handler:?} (configured: {:?})",
+                self.cfg.runtime_handlers
             )));
         }
         let cgroup_parent = config

@@ -20,6 +20,8 @@ pub struct Config {
     pub image: ImageConfig,
     pub log: LogConfig,
     pub cni: CniConfig,
+    /// Runtime handler names kubelet may ask for through a RuntimeClass (besides the default).
+    pub runtime_handlers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +71,7 @@ impl Default for Config {
             image: ImageConfig::default(),
             log: LogConfig::default(),
             cni: CniConfig::default(),
+            runtime_handlers: vec!["crust".into()],
         }
     }
 }
@@ -110,6 +113,10 @@ log_level = "info"
 
 # Parent cgroup (cgroupfs path) of pods that arrive without a cgroup_parent.
 cgroup_root = "/crust"
+
+# Runtime handler names a RuntimeClass may select (the default handler "" always works).
+# Any other name is refused with InvalidArgument.
+runtime_handlers = ["crust"]
 
 [image]
 # Registries (host:port) reached over plain HTTP instead of HTTPS, e.g. ["127.0.0.1:5000"].

@@ -492,6 +492,23 @@ async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
         ),
         Some(Code::AlreadyExists)
     );
+    // Runtime handlers: a configured one works, an unknown one is refused by name.
+    for (handler, ok) in [("crust", true), ("no-such-handler", false)] {
+        let r =
+            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(crust_e2e::pod_config(&format!("h-{ok}"), &d.logs)),
+                runtime_handler: handler.into(),
+            })
+            .await;
+        match (r, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => {
+                assert_eq!(e.code(), Code::InvalidArgument);
+                assert!(e.message().contains(handler));
+            }
+            (r, _) => panic!("handler {handler}: {r:?}"),
+        }
+    }
     // Unknown container for status; remove of unknown is idempotent.
     assert!(c.status(&unknown_pod).await.is_err());
     c.rt.remove_container(cri::RemoveContainerRequest {
@@ -536,6 +553,13 @@ async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
             .await
             .unwrap()
             .into_inner();
+    let handlers: Vec<String> = s.runtime_handlers.iter().map(|h| h.name.clone()).collect();
+    assert_eq!(handlers, vec!["".to_string(), "crust".to_string()]);
+    assert!(
+        s.runtime_handlers
+            .iter()
+            .all(|h| !h.features.as_ref().unwrap().user_namespaces)
+    );
     let conds = s.status.unwrap().conditions;
     assert!(conds.iter().any(|x| x.r#type == "RuntimeReady" && x.status));
     assert!(

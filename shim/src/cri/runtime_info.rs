@@ -59,13 +59,18 @@ pub async fn status(e: &Engine, req: cri::StatusRequest) -> Result<cri::StatusRe
     Ok(cri::StatusResponse {
         status: Some(cri::RuntimeStatus { conditions }),
         info,
-        runtime_handlers: vec![cri::RuntimeHandler {
-            name: String::new(),
-            features: Some(cri::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: false,
-                user_namespaces: false,
-            }),
-        }],
+        runtime_handlers: std::iter::once(String::new())
+            .chain(e.config().runtime_handlers.iter().cloned())
+            .map(|name| cri::RuntimeHandler {
+                name,
+                // No idmapped mounts in libcontainer yet, so no user namespaces; recursive
+                // read-only mounts are not wired either.
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            })
+            .collect(),
         features: Some(cri::RuntimeFeatures {
             supplemental_groups_policy: false,
         }),
