@@ -374,6 +374,8 @@ impl Engine {
                 .map(|l| l.sysctls.clone())
                 .unwrap_or_default();
             pod::validate_sysctls(&sysctls, rec.host_network(), rec.host_ipc())?;
+            crate::network::cni::bandwidth_from_annotations(&rec.config.annotations)
+                .map_err(Error::InvalidArgument)?;
             Ok(h)
         });
         rec.hostname = match checked {
@@ -470,7 +472,12 @@ impl Engine {
         let dns = rec.config.dns_config.as_ref().map(|d| {
             serde_json::json!({"servers": d.servers, "searches": d.searches, "options": d.options})
         });
+        // Validated in run_pod; a bad value here (an old record) just goes unlimited.
+        let bandwidth = crate::network::cni::bandwidth_from_annotations(&rec.config.annotations)
+            .ok()
+            .flatten();
         crate::network::cni::PodArgs {
+            bandwidth,
             pod_id: rec.id.clone(),
             pod_name: meta.name,
             pod_namespace: meta.namespace,

@@ -568,3 +568,155 @@ async fn a_netns_deleted_under_the_pod_still_tears_down() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn cni_gets_pod_identity_capability_args_and_its_prev_result() {
+    let PodFixture {
+        d,
+        mut c,
+        image: _,
+        pod: _,
+        pc: _,
+    } = PodFixture::start("unused").await;
+    let records = d.dir.path().join("cni-records");
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::create_dir_all(d.cni_bin_dir()).unwrap();
+    std::fs::create_dir_all(d.cni_dir()).unwrap();
+    // A plugin that records what it is given and answers a fixed CNI 1.0.0 result.
+    let plugin = d.cni_bin_dir().join("crust-e2e-record");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ncat > {dir}/$CNI_COMMAND.json\nenv | grep ^CNI_ | sort > {dir}/$CNI_COMMAND.env\nif [ \"$CNI_COMMAND\" = ADD ]; then echo '{{\"cniVersion\":\"1.0.0\",\"interfaces\":[{{\"name\":\"eth0\"}}],\"ips\":[{{\"address\":\"10.99.0.7/24\",\"interface\":0}},{{\"address\":\"fd00:99::7/64\",\"interface\":0}}]}}'; fi\n",
+            dir = records.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        d.cni_dir().join("10-record.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"recorded","plugins":[{"type":"crust-e2e-record","capabilities":{"portMappings":true,"dns":true,"bandwidth":true}}]}"#,
+    )
+    .unwrap();
+
+    let mut pc = pod_config("identified", &d.logs);
+    pc.port_mappings = vec![
+        cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: 8080,
+            host_ip: String::new(),
+        },
+        cri::PortMapping {
+            protocol: cri::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: "127.0.0.1".into(),
+        },
+        cri::PortMapping {
+            protocol: cri::Protocol::Sctp as i32,
+            container_port: 9,
+            host_port: 9999,
+            host_ip: String::new(),
+        },
+        // No host port: nothing to publish.
+        cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 81,
+            host_port: 0,
+            host_ip: String::new(),
+        },
+    ];
+    pc.dns_config = Some(cri::DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["e2e.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    pc.annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "10M".into());
+    pc.annotations
+        .insert("kubernetes.io/egress-bandwidth".into(), "1Mi".into());
+    let pod = c.run_pod(&pc).await.unwrap();
+
+    let status =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap();
+    assert_eq!(status.ip, "10.99.0.7");
+    assert_eq!(
+        status
+            .additional_ips
+            .iter()
+            .map(|i| i.ip.clone())
+            .collect::<Vec<_>>(),
+        vec!["fd00:99::7"]
+    );
+
+    let add: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(records.join("ADD.json")).unwrap()).unwrap();
+    assert_eq!(add["name"], "recorded");
+    assert_eq!(add["cniVersion"], "1.0.0");
+    let rc = &add["runtimeConfig"];
+    assert_eq!(
+        rc["portMappings"],
+        serde_json::json!([
+            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
+            {"hostPort": 9999, "containerPort": 9, "protocol": "sctp"}
+        ])
+    );
+    assert_eq!(rc["dns"]["servers"], serde_json::json!(["10.96.0.10"]));
+    assert_eq!(
+        rc["dns"]["searches"],
+        serde_json::json!(["e2e.svc.cluster.local"])
+    );
+    assert_eq!(rc["bandwidth"]["ingressRate"], 10_000_000);
+    assert_eq!(rc["bandwidth"]["egressRate"], 1 << 20);
+    let env = std::fs::read_to_string(records.join("ADD.env")).unwrap();
+    let meta = pc.metadata.as_ref().unwrap();
+    for want in [
+        "CNI_COMMAND=ADD".to_string(),
+        format!("CNI_CONTAINERID={pod}"),
+        "CNI_IFNAME=eth0".to_string(),
+        format!(
+            "CNI_NETNS={}",
+            d.state.join("pods").join(&pod).join("ns/net").display()
+        ),
+        format!(
+            "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=e2e;K8S_POD_NAME=identified;K8S_POD_INFRA_CONTAINER_ID={pod};K8S_POD_UID={}",
+            meta.uid
+        ),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
+    }
+
+    // DEL gets the ADD result as prevResult.
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    let del: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(records.join("DEL.json")).unwrap()).unwrap();
+    assert_eq!(del["prevResult"]["ips"][0]["address"], "10.99.0.7/24");
+
+    // A bandwidth annotation that is not a quantity is refused before anything is set up.
+    let mut bad = pod_config("badbw", &d.logs);
+    bad.annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "fast".into());
+    let err = c.run_pod(&bad).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<tonic::Status>().unwrap().code(),
+        Code::InvalidArgument
+    );
+    drop(c);
+    d.shutdown().await;
+}

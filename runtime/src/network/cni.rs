@@ -75,6 +75,57 @@ pub struct PodArgs {
     pub netns: String,
     pub port_mappings: Vec<PortMapping>,
     pub dns: Option<Value>,
+    /// The `bandwidth` capability (from the pod's kubernetes.io/*-bandwidth annotations).
+    pub bandwidth: Option<Value>,
+}
+
+const INGRESS_ANNOTATION: &str = "kubernetes.io/ingress-bandwidth";
+const EGRESS_ANNOTATION: &str = "kubernetes.io/egress-bandwidth";
+
+/// Parses a Kubernetes quantity of bits per second ("10M", "500k", "1Gi", "1000").
+pub fn parse_bandwidth(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let value: f64 = num.parse().ok()?;
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bits = value * mult;
+    (bits >= 1.0 && bits.is_finite()).then_some(bits as u64)
+}
+
+/// The `bandwidth` capability arg from pod annotations, as kubelet's annotations mean it
+/// (bits per second; a generous burst, as containerd and CRI-O use). Invalid values are an
+/// error rather than silently unlimited.
+pub fn bandwidth_from_annotations(
+    a: &std::collections::HashMap<String, String>,
+) -> Result<Option<Value>, String> {
+    const BURST: u64 = i32::MAX as u64;
+    let mut bw = serde_json::Map::new();
+    for (key, rate, burst) in [
+        (INGRESS_ANNOTATION, "ingressRate", "ingressBurst"),
+        (EGRESS_ANNOTATION, "egressRate", "egressBurst"),
+    ] {
+        if let Some(v) = a.get(key) {
+            let bits = parse_bandwidth(v)
+                .ok_or_else(|| format!("annotation {key}={v:?} is not a bandwidth quantity"))?;
+            bw.insert(rate.into(), json!(bits));
+            bw.insert(burst.into(), json!(BURST));
+        }
+    }
+    Ok((!bw.is_empty()).then_some(Value::Object(bw)))
 }
 
 /// What ADD gave the pod, kept for status and for DEL.
@@ -199,6 +250,11 @@ impl CniConfig {
             && let Some(dns) = &pod.dns
         {
             runtime.insert("dns".into(), dns.clone());
+        }
+        if caps.get("bandwidth").and_then(Value::as_bool) == Some(true)
+            && let Some(bw) = &pod.bandwidth
+        {
+            runtime.insert("bandwidth".into(), bw.clone());
         }
         if !runtime.is_empty() {
             conf["runtimeConfig"] = Value::Object(runtime);
@@ -364,6 +420,23 @@ mod tests {
             bin_dirs: vec![],
         };
         assert!(matches!(cfg.load(), Err(CniError::NoConfig(_))));
+    }
+
+    #[test]
+    fn bandwidth_annotations_become_bits_per_second() {
+        assert_eq!(parse_bandwidth("10M"), Some(10_000_000));
+        assert_eq!(parse_bandwidth("1Gi"), Some(1 << 30));
+        assert_eq!(parse_bandwidth("500k"), Some(500_000));
+        assert_eq!(parse_bandwidth("2.5M"), Some(2_500_000));
+        for bad in ["", "fast", "10X", "0", "-5M"] {
+            assert_eq!(parse_bandwidth(bad), None, "{bad}");
+        }
+        let a = [(INGRESS_ANNOTATION.to_string(), "1M".to_string())].into();
+        let bw = bandwidth_from_annotations(&a).unwrap().unwrap();
+        assert_eq!(bw["ingressRate"], 1_000_000);
+        assert!(bw.get("egressRate").is_none());
+        let bad = [(EGRESS_ANNOTATION.to_string(), "lots".to_string())].into();
+        assert!(bandwidth_from_annotations(&bad).is_err());
     }
 
     #[test]
