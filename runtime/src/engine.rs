@@ -28,6 +28,8 @@ pub struct EngineConfig {
     /// Parent cgroup of pods that arrive without a `cgroup_parent`.
     pub cgroup_root: String,
     pub registry: RegistryConfig,
+    /// Size of each pod's /dev/shm tmpfs, in bytes.
+    pub shm_size: u64,
     /// Names accepted as CRI runtime handlers (RuntimeClass), besides the default "".
     pub runtime_handlers: Vec<String>,
     /// CNI configuration; None runs every pod with loopback only.
@@ -44,6 +46,8 @@ pub struct Engine {
     pub hierarchy: Hierarchy,
     min_oom_score_adj: i64,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// The pod CIDR kubelet last sent (UpdateRuntimeConfig), for status and CNI configs.
+    pod_cidr: std::sync::Mutex<String>,
     /// Last CPU sample per container, to turn cumulative usage into a rate.
     cpu_samples: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
 }
@@ -164,6 +168,7 @@ impl Engine {
             hierarchy,
             min_oom_score_adj: spec::min_oom_score_adj(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            pod_cidr: std::sync::Mutex::new(String::new()),
             cpu_samples: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         Ok(engine)
@@ -232,6 +237,30 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// Records the node's pod CIDR (kubelet's UpdateRuntimeConfig). Empty clears it.
+    pub fn set_pod_cidr(&self, cidr: &str) -> Result<()> {
+        if !cidr.is_empty() {
+            let (ip, prefix) = cidr.split_once('/').ok_or_else(|| {
+                Error::InvalidArgument(format!("pod CIDR {cidr:?} is not ADDRESS/PREFIX"))
+            })?;
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+                Error::InvalidArgument(format!("pod CIDR {cidr:?} has no valid address"))
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if !prefix.parse::<u8>().is_ok_and(|p| p <= max) {
+                return Err(Error::InvalidArgument(format!(
+                    "pod CIDR {cidr:?} has no valid prefix length"
+                )));
+            }
+        }
+        *self.pod_cidr.lock().expect("pod cidr lock") = cidr.to_string();
+        Ok(())
+    }
+
+    pub fn pod_cidr(&self) -> String {
+        self.pod_cidr.lock().expect("pod cidr lock").clone()
     }
 
     /// A stream of lifecycle events from now on.
@@ -411,7 +440,7 @@ impl Engine {
         let dns = rec.config.dns_config.as_ref();
         pod::write_files(&dir, &rec.hostname, dns, rec.host_network(), None)?;
         if !rec.host_ipc() {
-            pod::mount_shm(&dir)?;
+            pod::mount_shm(&dir, self.cfg.shm_size)?;
         }
         rec.owns_cgroup = self
             .hierarchy

@@ -14,7 +14,7 @@ pub const HOSTS_FILE: &str = "hosts";
 pub const RESOLV_FILE: &str = "resolv.conf";
 pub const SHM_DIR: &str = "shm";
 /// Docker's and containerd's default /dev/shm size.
-pub const SHM_SIZE: u64 = 64 << 20;
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// The hostname a pod gets: the CRI one, else the pod name (as containerd does), cut to the
 /// kernel's 64-byte limit.
@@ -171,7 +171,7 @@ pub fn validate_sysctls(
 }
 
 /// Mounts the pod's shared /dev/shm (a tmpfs, shared through the pod's IPC namespace).
-pub fn mount_shm(dir: &Path) -> Result<()> {
+pub fn mount_shm(dir: &Path, size: u64) -> Result<()> {
     let shm = dir.join(SHM_DIR);
     fs::create_dir_all(&shm).ctx(|| format!("create {}", shm.display()))?;
     if crate::fsutil::is_mount_point(&shm) {
@@ -182,7 +182,7 @@ pub fn mount_shm(dir: &Path) -> Result<()> {
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(format!("mode=1777,size={SHM_SIZE}").as_str()),
+        Some(format!("mode=1777,size={size}").as_str()),
     )
     .ctx(|| format!("mount tmpfs on {}", shm.display()))
 }

@@ -22,6 +22,8 @@ pub struct Config {
     pub cni: CniConfig,
     /// Runtime handler names kubelet may ask for through a RuntimeClass (besides the default).
     pub runtime_handlers: Vec<String>,
+    /// Size of each pod's /dev/shm, in bytes.
+    pub shm_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +74,7 @@ impl Default for Config {
             log: LogConfig::default(),
             cni: CniConfig::default(),
             runtime_handlers: vec!["crust".into()],
+            shm_size: crust_runtime::pod::DEFAULT_SHM_SIZE,
         }
     }
 }
@@ -117,6 +120,9 @@ cgroup_root = "/crust"
 # Runtime handler names a RuntimeClass may select (the default handler "" always works).
 # Any other name is refused with InvalidArgument.
 runtime_handlers = ["crust"]
+
+# Size of each pod's /dev/shm (a tmpfs shared by the pod's containers), in bytes.
+shm_size = 67108864
 
 [image]
 # Registries (host:port) reached over plain HTTP instead of HTTPS, e.g. ["127.0.0.1:5000"].

@@ -153,6 +153,11 @@ pub struct Cri {
 
 impl Daemon {
     pub async fn start() -> anyhow::Result<Daemon> {
+        Daemon::start_with("").await
+    }
+
+    /// Starts a daemon with extra top-level config lines (before any table).
+    pub async fn start_with(extra: &str) -> anyhow::Result<Daemon> {
         let reg = registry();
         let dir = tempfile::Builder::new().prefix("crust-e2e-").tempdir()?;
         let root = dir.path().join("root");
@@ -164,7 +169,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n[image]\ninsecure_registries = [{:?}]\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
+                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n{extra}\n[image]\ninsecure_registries = [{:?}]\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
                 reg.addr,
                 dir.path().join("cni"),
                 dir.path().join("cni-bin"),

@@ -848,3 +848,49 @@ async fn pod_resources_and_overhead_limit_the_pod_cgroup() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn shm_size_comes_from_the_config_and_pod_cidr_is_recorded() {
+    use crust_e2e::{Daemon, pod_config, registry};
+    let d = Daemon::start_with("shm_size = 8388608").await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("shm", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config("df", &image, &["sh", "-c", "df -k /dev/shm | tail -n 1"]),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    let line = log_lines(&st.log_path)[0].1.clone();
+    assert_eq!(line.split_whitespace().nth(1), Some("8192"), "{line}");
+
+    let update = |cidr: &str| cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig {
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    c.rt.update_runtime_config(update("10.244.1.0/24"))
+        .await
+        .unwrap();
+    let info =
+        c.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    assert!(info["config"].contains("10.244.1.0/24"), "{info:?}");
+    for bad in ["10.244.1.0", "nonsense/24", "10.0.0.0/40"] {
+        let err = c.rt.update_runtime_config(update(bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+    }
+    drop(c);
+    d.shutdown().await;
+}

@@ -153,6 +153,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             insecure: cfg.image.insecure_registries.clone(),
         },
         runtime_handlers: cfg.runtime_handlers.clone(),
+        shm_size: cfg.shm_size,
         cni: Some(crust_runtime::network::CniConfig {
             conf_dir: cfg.cni.conf_dir.clone(),
             bin_dirs: cfg.cni.bin_dirs.clone(),

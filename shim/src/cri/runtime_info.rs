@@ -52,6 +52,8 @@ pub async fn status(e: &Engine, req: cri::StatusRequest) -> Result<cri::StatusRe
                 "state": e.config().state,
                 "cgroup_root": e.config().cgroup_root,
                 "cgroup_version": e.hierarchy.version(),
+                "pod_cidr": e.pod_cidr(),
+                "network": e.network_status().ok(),
             })
             .to_string(),
         );
@@ -97,11 +99,12 @@ pub fn update_runtime_config_id(_: &cri::UpdateRuntimeConfigRequest) -> String {
 }
 
 pub async fn update_runtime_config(
-    _e: &Engine,
+    e: &Engine,
     req: cri::UpdateRuntimeConfigRequest,
 ) -> Result<cri::UpdateRuntimeConfigResponse> {
-    // Only the pod CIDR travels here today; it matters once CNI lands.
+    // Only the pod CIDR travels here today.
     if let Some(net) = req.runtime_config.and_then(|c| c.network_config) {
+        e.set_pod_cidr(&net.pod_cidr)?;
         tracing::info!(pod_cidr = %net.pod_cidr, "runtime config updated");
     }
     Ok(cri::UpdateRuntimeConfigResponse {})
