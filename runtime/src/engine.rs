@@ -239,6 +239,36 @@ impl Engine {
         &self.cfg
     }
 
+    /// kubelet resized the pod (UpdatePodSandboxResources): remember the new resources and,
+    /// for a pod cgroup crust owns, apply them.
+    pub async fn update_pod_resources(
+        &self,
+        id: &str,
+        overhead: Option<cri::LinuxContainerResources>,
+        resources: Option<cri::LinuxContainerResources>,
+    ) -> Result<()> {
+        let id = Store::find_id(&self.store.pods, id, "pod sandbox")?;
+        let pod = self
+            .store
+            .pod(&id)
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
+        let mut p = pod.lock().await;
+        let linux = p.config.linux.get_or_insert_with(Default::default);
+        if overhead.is_some() {
+            linux.overhead = overhead;
+        }
+        if resources.is_some() {
+            linux.resources = resources;
+        }
+        let limits = pod_limits(linux.resources.as_ref(), linux.overhead.as_ref());
+        if p.owns_cgroup && p.state == PodState::Ready && limits != Default::default() {
+            self.hierarchy
+                .set_limits(&p.cgroup_path, &limits)
+                .ctx(|| format!("limit pod cgroup {}", p.cgroup_path))?;
+        }
+        self.store.save_pod(&p)
+    }
+
     /// Records the node's pod CIDR (kubelet's UpdateRuntimeConfig). Empty clears it.
     pub fn set_pod_cidr(&self, cidr: &str) -> Result<()> {
         if !cidr.is_empty() {

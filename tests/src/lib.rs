@@ -149,6 +149,8 @@ pub struct Daemon {
 pub struct Cri {
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
+    /// For RPCs the bindings do not have.
+    pub channel: Channel,
 }
 
 impl Daemon {
@@ -275,7 +277,8 @@ impl Daemon {
         const MAX: usize = 64 << 20;
         Ok(Cri {
             rt: RuntimeServiceClient::new(ch.clone()).max_decoding_message_size(MAX),
-            img: ImageServiceClient::new(ch).max_decoding_message_size(MAX),
+            img: ImageServiceClient::new(ch.clone()).max_decoding_message_size(MAX),
+            channel: ch,
         })
     }
 

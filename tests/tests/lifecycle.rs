@@ -894,3 +894,67 @@ async fn shm_size_comes_from_the_config_and_pod_cidr_is_recorded() {
     drop(c);
     d.shutdown().await;
 }
+
+/// UpdatePodSandboxResources as kubelet 1.33+ sends it (the k8s-cri 1.32 bindings lack it).
+#[derive(Clone, PartialEq, prost::Message)]
+struct UpdatePodSandboxResourcesRequest {
+    #[prost(string, tag = "1")]
+    pod_sandbox_id: String,
+    #[prost(message, optional, tag = "2")]
+    overhead: Option<cri::LinuxContainerResources>,
+    #[prost(message, optional, tag = "3")]
+    resources: Option<cri::LinuxContainerResources>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct UpdatePodSandboxResourcesResponse {}
+
+#[tokio::test]
+async fn update_pod_sandbox_resources_resizes_a_pod_cgroup_crust_owns() {
+    use crust_e2e::{Daemon, cgroup_mounts, pod_config};
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let pc = pod_config("resized", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let call = |id: String, mem: i64| {
+        let mut grpc = tonic::client::Grpc::new(c.channel.clone());
+        async move {
+            grpc.ready().await.unwrap();
+            let req = UpdatePodSandboxResourcesRequest {
+                pod_sandbox_id: id,
+                overhead: None,
+                resources: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: mem,
+                    ..Default::default()
+                }),
+            };
+            grpc.unary::<_, UpdatePodSandboxResourcesResponse, _>(
+                tonic::Request::new(req),
+                tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/runtime.v1.RuntimeService/UpdatePodSandboxResources",
+                ),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+        }
+    };
+    call(pod.clone(), 48 << 20).await.unwrap();
+    let rel = format!("{}/{pod}", d.cgroup_root.trim_start_matches('/'));
+    let limit = cgroup_mounts()
+        .iter()
+        .flat_map(|m| {
+            [
+                m.join(&rel).join("memory.limit_in_bytes"),
+                m.join(&rel).join("memory.max"),
+            ]
+        })
+        .find(|p| p.exists())
+        .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string());
+    assert_eq!(limit, Some((48u64 << 20).to_string()));
+    let err = call("f".repeat(64), 1 << 20).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // The other RPCs still route to their services.
+    assert!(c.rt.version(cri::VersionRequest::default()).await.is_ok());
+    drop(c);
+    d.shutdown().await;
+}

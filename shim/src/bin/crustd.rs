@@ -189,10 +189,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         "crustd serving CRI v1"
     );
 
-    let svc = CriService { engine };
+    let svc = CriService {
+        engine: engine.clone(),
+    };
     const MAX_MSG: usize = 16 << 20;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .layer(crust_shim::cri::pod_resources::Layer(engine))
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(MAX_MSG))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(MAX_MSG))
         .serve_with_incoming_shutdown(

@@ -5,6 +5,7 @@
 mod containers;
 mod events;
 mod images;
+pub mod pod_resources;
 mod pods;
 mod runtime_info;
 mod service;
