@@ -352,6 +352,75 @@ fn enable_v2_controllers(dir: &Path) {
     }
 }
 
+/// The cgroup driver kubelet uses: cgroupfs paths, or systemd slice names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Driver {
+    #[default]
+    Cgroupfs,
+    /// kubelet sends slice names (`kubepods-besteffort-pod<uid>.slice`); crust expands them
+    /// to the cgroup tree systemd uses and names container cgroups `crust-<id>.scope`. The
+    /// cgroups are made through cgroupfs: crust does not register units over D-Bus.
+    Systemd,
+}
+
+impl Driver {
+    /// The pod's cgroup path for a CRI `cgroup_parent` under this driver.
+    pub fn pod_cgroup(self, cgroup_parent: &str) -> io::Result<String> {
+        match self {
+            Driver::Cgroupfs => {
+                validate_path(cgroup_parent)?;
+                Ok(cgroup_parent.to_string())
+            }
+            Driver::Systemd => expand_slice(cgroup_parent),
+        }
+    }
+
+    /// A container's cgroup below its pod's.
+    pub fn container_cgroup(self, pod_cgroup: &str, id: &str) -> String {
+        match self {
+            Driver::Cgroupfs => format!("{pod_cgroup}/{id}"),
+            Driver::Systemd => format!("{pod_cgroup}/crust-{id}.scope"),
+        }
+    }
+}
+
+/// systemd's slice naming: `a-b-c.slice` lives at `/a.slice/a-b.slice/a-b-c.slice`.
+pub fn expand_slice(slice: &str) -> io::Result<String> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("systemd slice {slice:?}: {why}"),
+        )
+    };
+    let name = slice
+        .strip_suffix(".slice")
+        .ok_or_else(|| bad("must end in .slice"))?;
+    if name == "-" {
+        return Ok("/".to_string());
+    }
+    if name.is_empty()
+        || name.starts_with('-')
+        || name.ends_with('-')
+        || name.contains("--")
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(bad("not a valid slice name"));
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in name.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push_str(&format!("/{prefix}.slice"));
+    }
+    validate_path(&path)?;
+    Ok(path)
+}
+
 /// A cgroup path must be absolute with plain components: it becomes directories on the host.
 pub fn validate_path(path: &str) -> io::Result<()> {
     let ok = path.starts_with('/')
@@ -379,6 +448,33 @@ mod tests {
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(0), 0);
+    }
+
+    #[test]
+    fn slices_expand_like_systemd() {
+        assert_eq!(
+            expand_slice("kubepods-besteffort-pod12_34.slice").unwrap(),
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12_34.slice"
+        );
+        assert_eq!(expand_slice("system.slice").unwrap(), "/system.slice");
+        for bad in [
+            "kubepods",
+            "-a.slice",
+            "a--b.slice",
+            "a/b.slice",
+            "../x.slice",
+            ".slice",
+        ] {
+            assert!(expand_slice(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Driver::Systemd.container_cgroup("/k.slice", "ab"),
+            "/k.slice/crust-ab.scope"
+        );
+        assert_eq!(
+            Driver::Cgroupfs.container_cgroup("/crust/p", "ab"),
+            "/crust/p/ab"
+        );
     }
 
     #[test]

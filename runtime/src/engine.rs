@@ -27,6 +27,8 @@ pub struct EngineConfig {
     pub state: PathBuf,
     /// Parent cgroup of pods that arrive without a `cgroup_parent`.
     pub cgroup_root: String,
+    /// How `cgroup_parent` is spelled (cgroupfs paths or systemd slices).
+    pub cgroup_driver: crate::cgroups::Driver,
     pub registry: RegistryConfig,
     /// Size of each pod's /dev/shm tmpfs, in bytes.
     pub shm_size: u64,
@@ -208,7 +210,7 @@ impl Engine {
             Some(p) => p.lock().await.cgroup_path.clone(),
             None => return,
         };
-        let cgroup = format!("{pod_cgroup}/{}", c.id);
+        let cgroup = self.cfg.cgroup_driver.container_cgroup(&pod_cgroup, &c.id);
         for _ in 0..50 {
             let pids = self.hierarchy.procs(&cgroup);
             if pids.is_empty() {
@@ -392,15 +394,16 @@ impl Engine {
             .map(|l| l.cgroup_parent.clone())
             .unwrap_or_default();
         let id = ids::new_id();
-        let key = pod_name_key(&meta);
-        self.store.reserve_name(&key, &id, "pod sandbox")?;
         let cgroup_path = if cgroup_parent.is_empty() {
             format!("{}/{}", self.cfg.cgroup_root, id)
         } else {
-            crate::cgroups::validate_path(&cgroup_parent)
-                .map_err(|e| Error::InvalidArgument(format!("config.linux.cgroup_parent: {e}")))?;
-            cgroup_parent
+            self.cfg
+                .cgroup_driver
+                .pod_cgroup(&cgroup_parent)
+                .map_err(|e| Error::InvalidArgument(format!("config.linux.cgroup_parent: {e}")))?
         };
+        let key = pod_name_key(&meta);
+        self.store.reserve_name(&key, &id, "pod sandbox")?;
         let mut rec = PodRecord {
             id: id.clone(),
             config,
@@ -889,7 +892,10 @@ impl Engine {
                 }
             }
         }
-        let cgroups_path = format!("{}/{}", pod.cgroup_path, rec.id);
+        let cgroups_path = self
+            .cfg
+            .cgroup_driver
+            .container_cgroup(&pod.cgroup_path, &rec.id);
         let pid = self.pid_namespace(rec, pod).await?;
         let spec = spec::build(&spec::SpecInput {
             config: &rec.config,
@@ -1287,7 +1293,12 @@ impl Engine {
         };
         let timestamp = now_nanos();
         let cgroup = if rec.state == ContainerState::Running {
-            self.hierarchy.stats(&format!("{pod_cgroup}/{}", rec.id))
+            self.hierarchy.stats(
+                &self
+                    .cfg
+                    .cgroup_driver
+                    .container_cgroup(&pod_cgroup, &rec.id),
+            )
         } else {
             Default::default()
         };

@@ -24,6 +24,8 @@ pub struct Config {
     pub runtime_handlers: Vec<String>,
     /// Size of each pod's /dev/shm, in bytes.
     pub shm_size: u64,
+    /// "cgroupfs" or "systemd": how kubelet spells cgroup_parent (match kubelet's cgroupDriver).
+    pub cgroup_driver: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +77,7 @@ impl Default for Config {
             cni: CniConfig::default(),
             runtime_handlers: vec!["crust".into()],
             shm_size: crust_runtime::pod::DEFAULT_SHM_SIZE,
+            cgroup_driver: "cgroupfs".into(),
         }
     }
 }
@@ -117,6 +120,11 @@ log_level = "info"
 # Parent cgroup (cgroupfs path) of pods that arrive without a cgroup_parent.
 cgroup_root = "/crust"
 
+# How kubelet spells cgroup_parent, matching its cgroupDriver: "cgroupfs" (paths) or "systemd"
+# (slice names, expanded to systemd's tree; crust makes the cgroups itself, not over D-Bus).
+# RuntimeConfig reports it, so kubelet can pick it up.
+cgroup_driver = "cgroupfs"
+
 # Runtime handler names a RuntimeClass may select (the default handler "" always works).
 # Any other name is refused with InvalidArgument.
 runtime_handlers = ["crust"]
@@ -145,6 +153,14 @@ bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 "#;
 
 impl Config {
+    pub fn driver(&self) -> anyhow::Result<crust_runtime::cgroups::Driver> {
+        match self.cgroup_driver.as_str() {
+            "cgroupfs" => Ok(crust_runtime::cgroups::Driver::Cgroupfs),
+            "systemd" => Ok(crust_runtime::cgroups::Driver::Systemd),
+            other => anyhow::bail!("cgroup_driver {other:?}: expected \"cgroupfs\" or \"systemd\""),
+        }
+    }
+
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;

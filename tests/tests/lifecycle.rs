@@ -958,3 +958,52 @@ async fn update_pod_sandbox_resources_resizes_a_pod_cgroup_crust_owns() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn systemd_driver_expands_slices_and_names_scopes() {
+    use crust_e2e::{Daemon, cgroup_exists, cgroup_mounts, pod_config, registry};
+    let d = Daemon::start_with("cgroup_driver = \"systemd\"")
+        .await
+        .unwrap();
+    let mut c = d.cri().await.unwrap();
+    let rc =
+        c.rt.runtime_config(cri::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Systemd as i32
+    );
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let top = format!("crustE2E{:08x}", rand::random::<u32>());
+    let mut pc = pod_config("slice", &d.logs);
+    pc.linux.as_mut().unwrap().cgroup_parent = format!("{top}-pod1.slice");
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(&pod, &pc, container_config("s", &image, &["sleep", "100"]))
+        .await
+        .unwrap();
+    let scope = format!("/{top}.slice/{top}-pod1.slice/crust-{id}.scope");
+    assert!(cgroup_exists(&scope), "{scope} missing");
+    // A cgroupfs path is not a slice name.
+    let mut bad = pod_config("notslice", &d.logs);
+    bad.linux.as_mut().unwrap().cgroup_parent = "/some/path".into();
+    let err = c.run_pod(&bad).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<tonic::Status>().unwrap().code(),
+        Code::InvalidArgument
+    );
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert!(!cgroup_exists(&format!("/{top}.slice/{top}-pod1.slice")));
+    for m in cgroup_mounts() {
+        let _ = std::fs::remove_dir(m.join(format!("{top}.slice")));
+    }
+    drop(c);
+    d.shutdown().await;
+}

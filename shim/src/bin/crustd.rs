@@ -149,6 +149,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         root: cfg.root.clone(),
         state: cfg.state.clone(),
         cgroup_root: cfg.cgroup_root.clone(),
+        cgroup_driver: cfg.driver()?,
         registry: RegistryConfig {
             insecure: cfg.image.insecure_registries.clone(),
         },

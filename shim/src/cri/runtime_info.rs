@@ -84,12 +84,16 @@ pub fn runtime_config_id(_: &cri::RuntimeConfigRequest) -> String {
 }
 
 pub async fn runtime_config(
-    _e: &Engine,
+    e: &Engine,
     _req: cri::RuntimeConfigRequest,
 ) -> Result<cri::RuntimeConfigResponse> {
+    let driver = match e.config().cgroup_driver {
+        crust_runtime::cgroups::Driver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+        crust_runtime::cgroups::Driver::Systemd => cri::CgroupDriver::Systemd,
+    };
     Ok(cri::RuntimeConfigResponse {
         linux: Some(cri::LinuxRuntimeConfiguration {
-            cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+            cgroup_driver: driver as i32,
         }),
     })
 }
