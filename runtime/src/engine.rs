@@ -588,6 +588,17 @@ impl Engine {
         )
     }
 
+    /// CNI CHECK of a pod's network: Ok(None) when the pod has none to check.
+    pub async fn check_network(&self, id: &str) -> Result<Option<String>> {
+        let rec = self.pod(id).await?;
+        let (Some(cni), Some(net)) = (&self.cfg.cni, &rec.network) else {
+            return Ok(None);
+        };
+        let list = cni.load()?;
+        cni.check(&list, &self.cni_args(&rec), &net.result).await?;
+        Ok(Some(list.name))
+    }
+
     /// CNI DEL for a pod that has a network; forgets it once DEL succeeded.
     async fn network_del(&self, rec: &mut PodRecord) -> Result<()> {
         let (Some(cni), Some(net)) = (&self.cfg.cni, &rec.network) else {

@@ -895,19 +895,10 @@ async fn shm_size_comes_from_the_config_and_pod_cidr_is_recorded() {
     d.shutdown().await;
 }
 
-/// UpdatePodSandboxResources as kubelet 1.33+ sends it (the k8s-cri 1.32 bindings lack it).
-#[derive(Clone, PartialEq, prost::Message)]
-struct UpdatePodSandboxResourcesRequest {
-    #[prost(string, tag = "1")]
-    pod_sandbox_id: String,
-    #[prost(message, optional, tag = "2")]
-    overhead: Option<cri::LinuxContainerResources>,
-    #[prost(message, optional, tag = "3")]
-    resources: Option<cri::LinuxContainerResources>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct UpdatePodSandboxResourcesResponse {}
+use crust_proto::pod_resources::{
+    UPDATE_POD_SANDBOX_RESOURCES_PATH, UpdatePodSandboxResourcesRequest,
+    UpdatePodSandboxResourcesResponse,
+};
 
 #[tokio::test]
 async fn update_pod_sandbox_resources_resizes_a_pod_cgroup_crust_owns() {
@@ -927,11 +918,12 @@ async fn update_pod_sandbox_resources_resizes_a_pod_cgroup_crust_owns() {
                     memory_limit_in_bytes: mem,
                     ..Default::default()
                 }),
+                annotations: Default::default(),
             };
             grpc.unary::<_, UpdatePodSandboxResourcesResponse, _>(
                 tonic::Request::new(req),
                 tonic::codegen::http::uri::PathAndQuery::from_static(
-                    "/runtime.v1.RuntimeService/UpdatePodSandboxResources",
+                    UPDATE_POD_SANDBOX_RESOURCES_PATH,
                 ),
                 tonic_prost::ProstCodec::default(),
             )

@@ -50,8 +50,10 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        // Not every test makes its bridge (no pod ran): a missing one is fine.
         let _ = Command::new("ip")
             .args(["link", "del", &self.name])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
@@ -299,14 +301,44 @@ async fn a_failing_cni_plugin_fails_the_pod_cleanly() {
         0o755,
     );
     std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::write(
-        d.cni_dir().join("10-fail.conflist"),
-        r#"{"cniVersion":"0.4.0","name":"failing","plugins":[{"type":"crust-e2e-fail"}]}"#,
-    )
-    .unwrap();
+    // A real bridge + host-local first, then the failing plugin: the bridge's veth and the
+    // address host-local handed out must both be undone.
+    let bridge_name = format!("crust{:08x}", rand::random::<u32>());
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "failing",
+        "plugins": [
+            {"type": "bridge", "bridge": bridge_name, "isGateway": false, "ipMasq": false,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.252.7.0/24"}]], "dataDir": d.dir.path().join("ipam")}},
+            {"type": "crust-e2e-fail"}
+        ]
+    });
+    std::fs::write(d.cni_dir().join("10-fail.conflist"), conf.to_string()).unwrap();
     let err = c.run_pod(&pod_config("doomed", &d.logs)).await.unwrap_err();
     let status = err.downcast_ref::<tonic::Status>().unwrap();
     assert_eq!(status.code(), Code::Internal);
+    let leases: Vec<String> = std::fs::read_dir(d.dir.path().join("ipam/failing"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !leases.iter().any(|l| l.starts_with("10.252.7.")),
+        "leaked lease: {leases:?}"
+    );
+    let ports = Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge_name])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ports.stdout).trim().is_empty(),
+        "leaked veth on the bridge"
+    );
+    let _ = Command::new("ip")
+        .args(["link", "del", &bridge_name])
+        .status();
     assert!(
         status.message().contains("no addresses left"),
         "{}",
@@ -697,6 +729,21 @@ async fn cni_gets_pod_identity_capability_args_and_its_prev_result() {
     ] {
         assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
     }
+
+    // CHECK is available: verbose status runs it with the ADD result.
+    let info =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    assert!(info["info"].contains("ok (recorded)"), "{info:?}");
+    let check: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(records.join("CHECK.json")).unwrap()).unwrap();
+    assert_eq!(check["prevResult"]["ips"][0]["address"], "10.99.0.7/24");
 
     // DEL gets the ADD result as prevResult.
     c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {

@@ -187,11 +187,20 @@ impl CniConfig {
             .ok_or_else(missing)
     }
 
+    /// ADD through the chain. If a plugin fails, DEL runs over the whole chain (as the CNI
+    /// spec asks) so no interface or address is left behind, and the first error is returned.
     pub async fn add(&self, list: &NetworkList, pod: &PodArgs) -> Result<PodNetwork, CniError> {
         let mut prev: Option<Value> = None;
         for plugin in &list.plugins {
-            let out = self.invoke("ADD", list, plugin, pod, prev.as_ref()).await?;
-            prev = Some(out);
+            match self.invoke("ADD", list, plugin, pod, prev.as_ref()).await {
+                Ok(out) => prev = Some(out),
+                Err(e) => {
+                    if let Err(del) = self.del(list, pod, prev.as_ref()).await {
+                        tracing::warn!(err = %del, "cleanup DEL after a failed ADD also failed");
+                    }
+                    return Err(e);
+                }
+            }
         }
         let result = prev.unwrap_or_else(|| json!({}));
         Ok(PodNetwork {
@@ -200,6 +209,26 @@ impl CniConfig {
             result,
             port_mappings: pod.port_mappings.clone(),
         })
+    }
+
+    /// CHECK through the chain with the ADD result (CNI 0.4.0 and later): whether the pod's
+    /// network is still as ADD left it.
+    pub async fn check(
+        &self,
+        list: &NetworkList,
+        pod: &PodArgs,
+        prev: &Value,
+    ) -> Result<(), CniError> {
+        if list.cni_version.starts_with("0.1")
+            || list.cni_version.starts_with("0.2")
+            || list.cni_version.starts_with("0.3")
+        {
+            return Ok(());
+        }
+        for plugin in &list.plugins {
+            self.invoke("CHECK", list, plugin, pod, Some(prev)).await?;
+        }
+        Ok(())
     }
 
     /// DEL in reverse plugin order. Plugins must tolerate repeated DELs (the spec says so), so
@@ -319,7 +348,7 @@ impl CniConfig {
                 message,
             });
         }
-        if command == "DEL" || out.stdout.iter().all(u8::is_ascii_whitespace) {
+        if command != "ADD" || out.stdout.iter().all(u8::is_ascii_whitespace) {
             return Ok(prev.cloned().unwrap_or_else(|| json!({})));
         }
         serde_json::from_slice(&out.stdout).map_err(|e| CniError::Plugin {

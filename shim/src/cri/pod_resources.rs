@@ -1,31 +1,18 @@
 //! UpdatePodSandboxResources (CRI of Kubernetes 1.33+), which the `k8s-cri` bindings (1.32)
 //! lack. kubelet calls it after resizing a pod's cgroup, best-effort. A tower layer in front of
 //! the generated services answers that one method path with tonic's own unary machinery and
-//! two hand-declared messages whose field numbers follow cri-api.
+//! the messages declared in `crust_proto::pod_resources`.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crust_proto::cri;
 use crust_runtime::Engine;
 use tonic::codegen::{BoxFuture, http};
 
-pub const PATH: &str = "/runtime.v1.RuntimeService/UpdatePodSandboxResources";
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct UpdatePodSandboxResourcesRequest {
-    #[prost(string, tag = "1")]
-    pub pod_sandbox_id: String,
-    #[prost(message, optional, tag = "2")]
-    pub overhead: Option<cri::LinuxContainerResources>,
-    #[prost(message, optional, tag = "3")]
-    pub resources: Option<cri::LinuxContainerResources>,
-    #[prost(map = "string, string", tag = "4")]
-    pub annotations: std::collections::HashMap<String, String>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct UpdatePodSandboxResourcesResponse {}
+use crust_proto::pod_resources::{
+    UPDATE_POD_SANDBOX_RESOURCES_PATH as PATH, UpdatePodSandboxResourcesRequest,
+    UpdatePodSandboxResourcesResponse,
+};
 
 struct Handler(Arc<Engine>);
 

@@ -92,9 +92,16 @@ pub async fn status_of(
         .and_then(|s| s.namespace_options.clone());
     let mut info = std::collections::HashMap::new();
     if verbose {
+        // CNI CHECK: whether the pod's network is still as ADD left it.
+        let network_check = match e.check_network(&p.id).await {
+            Ok(Some(net)) => format!("ok ({net})"),
+            Ok(None) => "no CNI network".to_string(),
+            Err(err) => format!("failed: {err}"),
+        };
         info.insert(
             "info".into(),
             serde_json::json!({
+                "network_check": network_check,
                 "netns": netns,
                 "cgroup": p.cgroup_path,
                 "monitor_pid": p.monitor_pid,
