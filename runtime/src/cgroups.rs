@@ -217,12 +217,7 @@ impl Hierarchy {
                 }
             }
             Hierarchy::V1 { mounts } => {
-                let dir_of = |c: &str| {
-                    mounts
-                        .iter()
-                        .find(|(n, _)| n == c)
-                        .map(|(_, m)| m.join(rel))
-                };
+                let dir_of = |c: &str| v1_dir(mounts, c, rel);
                 if let (Some(m), Some(d)) = (l.memory, dir_of("memory")) {
                     write(d.join("memory.limit_in_bytes"), m.to_string())?;
                 }
@@ -258,6 +253,31 @@ pub struct CgroupStats {
     pub swap_usage: u64,
 }
 
+/// The directory of cgroup `rel` in the v1 hierarchy that has `controller`.
+fn v1_dir(mounts: &[(String, PathBuf)], controller: &str, rel: &str) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|(n, _)| n == controller)
+        .map(|(_, m)| m.join(rel))
+}
+
+/// Memory figures from a usage value and memory.stat, given the stat's key names
+/// (v1 prefixes them with `total_`).
+fn fill_memory(
+    s: &mut CgroupStats,
+    usage: u64,
+    stat: &std::collections::HashMap<String, u64>,
+    keys: [&str; 4],
+) {
+    let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+    let [inactive_file, rss, pgfault, pgmajfault] = keys;
+    s.memory_usage = usage;
+    s.memory_working_set = usage.saturating_sub(get(inactive_file));
+    s.memory_rss = get(rss);
+    s.page_faults = get(pgfault);
+    s.major_page_faults = get(pgmajfault);
+}
+
 fn read_u64(p: &Path) -> Option<u64> {
     fs::read_to_string(p).ok()?.trim().parse().ok()
 }
@@ -287,34 +307,36 @@ impl Hierarchy {
                     .copied()
                     .unwrap_or(0)
                     * 1000;
-                s.memory_usage = read_u64(&dir.join("memory.current")).unwrap_or(0);
-                let m = read_kv(&dir.join("memory.stat"));
-                let inactive = m.get("inactive_file").copied().unwrap_or(0);
-                s.memory_working_set = s.memory_usage.saturating_sub(inactive);
-                s.memory_rss = m.get("anon").copied().unwrap_or(0);
-                s.page_faults = m.get("pgfault").copied().unwrap_or(0);
-                s.major_page_faults = m.get("pgmajfault").copied().unwrap_or(0);
+                let usage = read_u64(&dir.join("memory.current")).unwrap_or(0);
+                let stat = read_kv(&dir.join("memory.stat"));
+                fill_memory(
+                    &mut s,
+                    usage,
+                    &stat,
+                    ["inactive_file", "anon", "pgfault", "pgmajfault"],
+                );
                 s.memory_limit = read_u64(&dir.join("memory.max"));
                 s.swap_usage = read_u64(&dir.join("memory.swap.current")).unwrap_or(0);
             }
             Hierarchy::V1 { mounts } => {
-                let dir_of = |c: &str| {
-                    mounts
-                        .iter()
-                        .find(|(n, _)| n == c)
-                        .map(|(_, m)| m.join(rel))
-                };
+                let dir_of = |c: &str| v1_dir(mounts, c, rel);
                 if let Some(d) = dir_of("cpuacct") {
                     s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage")).unwrap_or(0);
                 }
                 if let Some(d) = dir_of("memory") {
-                    s.memory_usage = read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0);
-                    let m = read_kv(&d.join("memory.stat"));
-                    let inactive = m.get("total_inactive_file").copied().unwrap_or(0);
-                    s.memory_working_set = s.memory_usage.saturating_sub(inactive);
-                    s.memory_rss = m.get("total_rss").copied().unwrap_or(0);
-                    s.page_faults = m.get("total_pgfault").copied().unwrap_or(0);
-                    s.major_page_faults = m.get("total_pgmajfault").copied().unwrap_or(0);
+                    let usage = read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0);
+                    let stat = read_kv(&d.join("memory.stat"));
+                    fill_memory(
+                        &mut s,
+                        usage,
+                        &stat,
+                        [
+                            "total_inactive_file",
+                            "total_rss",
+                            "total_pgfault",
+                            "total_pgmajfault",
+                        ],
+                    );
                     // The v1 "no limit" value is a huge page-rounded number.
                     s.memory_limit =
                         read_u64(&d.join("memory.limit_in_bytes")).filter(|l| *l < (1 << 62));

@@ -653,6 +653,21 @@ impl Cri {
         }
     }
 
+    /// A pod's verbose status info (netns, cgroup, monitor pid, config) as JSON.
+    pub async fn pod_info(&mut self, pod: &str) -> serde_json::Value {
+        let info = self
+            .rt
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.into(),
+                verbose: true,
+            })
+            .await
+            .expect("pod status")
+            .into_inner()
+            .info;
+        serde_json::from_str(&info["info"]).expect("pod info is JSON")
+    }
+
     pub async fn exec(
         &mut self,
         id: &str,
@@ -682,6 +697,18 @@ impl Cri {
             .into_inner()
             .containers)
     }
+}
+
+/// Runs crustctl against `d` and returns its output.
+pub fn crustctl(d: &Daemon, args: &[&str]) -> std::process::Output {
+    Command::new(bin("crustctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--log-root")
+        .arg(&d.logs)
+        .args(args)
+        .output()
+        .expect("run crustctl")
 }
 
 /// Content lines of a CRI log (the part after "<ts> <stream> <tag> "), checking the format.

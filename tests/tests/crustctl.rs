@@ -1,18 +1,11 @@
 //! The Docker-like workflow through crustctl against a real crustd.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crust_e2e::{Daemon, bin, registry};
+use crust_e2e::{Daemon, registry};
 
 fn ctl(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(bin("crustctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("--log-root")
-        .arg(&d.logs)
-        .args(args)
-        .output()
-        .expect("run crustctl")
+    crust_e2e::crustctl(d, args)
 }
 
 fn stdout(o: &Output) -> String {

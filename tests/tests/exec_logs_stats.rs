@@ -129,16 +129,7 @@ async fn exec_sync_runs_as_the_container_and_honours_timeouts_and_caps() {
     assert_eq!(r.stdout.len(), 16 << 20);
 
     // Exec'd processes are reaped.
-    let info =
-        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let info = c.pod_info(&pod).await;
     let monitor = info["monitor_pid"].as_i64().unwrap() as i32;
     assert!(
         eventually(LONG, || async { zombies_of(monitor).is_empty() }).await,

@@ -378,16 +378,7 @@ async fn crustctl_publishes_ports_and_sets_dns() {
         pc: _,
     } = PodFixture::start("unused").await;
     let bridge = Bridge::new(&d);
-    let ctl = |args: &[&str]| {
-        Command::new(crust_e2e::bin("crustctl"))
-            .arg("--socket")
-            .arg(&d.socket)
-            .arg("--log-root")
-            .arg(&d.logs)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let ctl = |args: &[&str]| crust_e2e::crustctl(&d, args);
     let host_port = (20000 + rand::random::<u16>() % 20000).to_string();
     let o = ctl(&[
         "run",

@@ -177,16 +177,7 @@ async fn a_dead_monitor_means_exited_containers_not_stuck_running_ones() {
         )
         .await
         .unwrap();
-    let info =
-        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let info = c.pod_info(&pod).await;
     let monitor = info["monitor_pid"].as_i64().unwrap() as i32;
     assert!(monitor > 0);
     drop(c);

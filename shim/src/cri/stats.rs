@@ -1,6 +1,7 @@
 //! ContainerStats, ListContainerStats, ListMetricDescriptors, ListPodSandboxMetrics.
 
 use crust_proto::cri;
+use crust_runtime::cgroups::CgroupStats;
 use crust_runtime::engine::{ContainerUsage, PodUsage};
 use crust_runtime::store::{ContainerRecord, ContainerState, PodRecord};
 use crust_runtime::{Engine, Result};
@@ -9,6 +10,29 @@ use super::labels_match;
 
 fn u64v(v: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value: v })
+}
+
+fn cpu_usage(timestamp: i64, g: &CgroupStats, nano_cores: Option<u64>) -> cri::CpuUsage {
+    cri::CpuUsage {
+        timestamp,
+        usage_core_nano_seconds: u64v(g.cpu_usage_ns),
+        usage_nano_cores: nano_cores.and_then(u64v),
+    }
+}
+
+fn memory_usage(timestamp: i64, g: &CgroupStats) -> cri::MemoryUsage {
+    cri::MemoryUsage {
+        timestamp,
+        working_set_bytes: u64v(g.memory_working_set),
+        available_bytes: g
+            .memory_limit
+            .map(|l| l.saturating_sub(g.memory_working_set))
+            .and_then(u64v),
+        usage_bytes: u64v(g.memory_usage),
+        rss_bytes: u64v(g.memory_rss),
+        page_faults: u64v(g.page_faults),
+        major_page_faults: u64v(g.major_page_faults),
+    }
 }
 
 fn to_cri(c: &ContainerRecord, u: &ContainerUsage) -> cri::ContainerStats {
@@ -20,23 +44,8 @@ fn to_cri(c: &ContainerRecord, u: &ContainerUsage) -> cri::ContainerStats {
             labels: c.config.labels.clone(),
             annotations: c.config.annotations.clone(),
         }),
-        cpu: Some(cri::CpuUsage {
-            timestamp: u.timestamp,
-            usage_core_nano_seconds: u64v(g.cpu_usage_ns),
-            usage_nano_cores: u.nano_cores.and_then(u64v),
-        }),
-        memory: Some(cri::MemoryUsage {
-            timestamp: u.timestamp,
-            working_set_bytes: u64v(g.memory_working_set),
-            available_bytes: g
-                .memory_limit
-                .map(|l| l.saturating_sub(g.memory_working_set))
-                .and_then(u64v),
-            usage_bytes: u64v(g.memory_usage),
-            rss_bytes: u64v(g.memory_rss),
-            page_faults: u64v(g.page_faults),
-            major_page_faults: u64v(g.major_page_faults),
-        }),
+        cpu: Some(cpu_usage(u.timestamp, g, u.nano_cores)),
+        memory: Some(memory_usage(u.timestamp, g)),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: u.timestamp,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -252,23 +261,8 @@ fn pod_to_cri(p: &PodRecord, u: &PodUsage) -> cri::PodSandboxStats {
             annotations: p.config.annotations.clone(),
         }),
         linux: Some(cri::LinuxPodSandboxStats {
-            cpu: Some(cri::CpuUsage {
-                timestamp: u.timestamp,
-                usage_core_nano_seconds: u64v(g.cpu_usage_ns),
-                usage_nano_cores: u.nano_cores.and_then(u64v),
-            }),
-            memory: Some(cri::MemoryUsage {
-                timestamp: u.timestamp,
-                working_set_bytes: u64v(g.memory_working_set),
-                available_bytes: g
-                    .memory_limit
-                    .map(|l| l.saturating_sub(g.memory_working_set))
-                    .and_then(u64v),
-                usage_bytes: u64v(g.memory_usage),
-                rss_bytes: u64v(g.memory_rss),
-                page_faults: u64v(g.page_faults),
-                major_page_faults: u64v(g.major_page_faults),
-            }),
+            cpu: Some(cpu_usage(u.timestamp, g, u.nano_cores)),
+            memory: Some(memory_usage(u.timestamp, g)),
             network: Some(cri::NetworkUsage {
                 timestamp: u.timestamp,
                 default_interface,
