@@ -524,6 +524,21 @@ async fn pod_stats_cover_cgroup_processes_network_and_containers() {
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(ids, want);
+    // The pod's interfaces also come out as cAdvisor-named CRI metrics.
+    let metrics =
+        c.rt.list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics;
+    let pm = metrics.iter().find(|m| m.pod_sandbox_id == pod).unwrap();
+    let rx = pm
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_network_receive_bytes_total")
+        .expect("pod network metric");
+    assert_eq!(rx.label_values.last().map(String::as_str), Some("eth0"));
+    assert_eq!(pm.container_metrics.len(), 2);
     let list =
         c.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
             filter: Some(cri::PodSandboxStatsFilter {

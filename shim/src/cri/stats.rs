@@ -159,37 +159,92 @@ pub fn list_metric_descriptors_id(_: &cri::ListMetricDescriptorsRequest) -> Stri
     String::new()
 }
 
+/// Pod network metrics, per interface of the pod's network namespace.
+const NETWORK_METRICS: &[(&str, &str)] = &[
+    (
+        "container_network_receive_bytes_total",
+        "Cumulative count of bytes received.",
+    ),
+    (
+        "container_network_receive_errors_total",
+        "Cumulative count of errors encountered while receiving.",
+    ),
+    (
+        "container_network_transmit_bytes_total",
+        "Cumulative count of bytes transmitted.",
+    ),
+    (
+        "container_network_transmit_errors_total",
+        "Cumulative count of errors encountered while transmitting.",
+    ),
+];
+
+fn descriptor(name: &str, help: &str, extra_label: Option<&str>) -> cri::MetricDescriptor {
+    cri::MetricDescriptor {
+        name: name.to_string(),
+        help: help.to_string(),
+        label_keys: LABELS
+            .iter()
+            .copied()
+            .chain(extra_label)
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
 pub async fn list_metric_descriptors(
     _e: &Engine,
     _req: cri::ListMetricDescriptorsRequest,
 ) -> Result<cri::ListMetricDescriptorsResponse> {
-    Ok(cri::ListMetricDescriptorsResponse {
-        descriptors: METRICS
-            .iter()
-            .map(|(name, help, _)| cri::MetricDescriptor {
-                name: name.to_string(),
-                help: help.to_string(),
-                label_keys: LABELS.iter().map(|l| l.to_string()).collect(),
-            })
-            .collect(),
-    })
+    let descriptors = METRICS
+        .iter()
+        .map(|(name, help, _)| descriptor(name, help, None))
+        .chain(
+            NETWORK_METRICS
+                .iter()
+                .map(|(name, help)| descriptor(name, help, Some("interface"))),
+        )
+        .collect();
+    Ok(cri::ListMetricDescriptorsResponse { descriptors })
 }
 
 pub fn list_pod_sandbox_metrics_id(_: &cri::ListPodSandboxMetricsRequest) -> String {
     String::new()
 }
 
+fn metric(
+    name: &str,
+    kind: cri::MetricType,
+    timestamp: i64,
+    labels: Vec<String>,
+    value: u64,
+) -> cri::Metric {
+    cri::Metric {
+        name: name.to_string(),
+        timestamp,
+        metric_type: kind as i32,
+        label_values: labels,
+        value: u64v(value),
+    }
+}
+
 pub async fn list_pod_sandbox_metrics(
     e: &Engine,
     _req: cri::ListPodSandboxMetricsRequest,
 ) -> Result<cri::ListPodSandboxMetricsResponse> {
-    let usage = running_usage(e, &cri::ContainerStatsFilter::default()).await;
     let mut pod_metrics = Vec::new();
     for p in e.list_pods().await {
+        if p.state != crust_runtime::store::PodState::Ready {
+            continue;
+        }
+        // A pod that went away between list and read is skipped, not an error.
+        let Ok((p, pu)) = e.pod_usage(&p.id).await else {
+            continue;
+        };
         let meta = p.config.metadata.clone().unwrap_or_default();
-        let container_metrics = usage
+        let container_metrics = pu
+            .containers
             .iter()
-            .filter(|(c, _)| c.pod_id == p.id)
             .map(|(c, u)| {
                 let name = c
                     .config
@@ -219,20 +274,38 @@ pub async fn list_pod_sandbox_metrics(
                     metrics: METRICS
                         .iter()
                         .zip(values)
-                        .map(|((name, _, kind), v)| cri::Metric {
-                            name: name.to_string(),
-                            timestamp: u.timestamp,
-                            metric_type: *kind as i32,
-                            label_values: labels.clone(),
-                            value: u64v(v),
+                        .map(|((name, _, kind), v)| {
+                            metric(name, *kind, u.timestamp, labels.clone(), v)
                         })
                         .collect(),
                 }
             })
             .collect();
+        // cAdvisor reports pod network under the pause container, named "POD".
+        let mut metrics = Vec::new();
+        for (iface, rx, rxe, tx, txe) in &pu.interfaces {
+            let labels = vec![
+                "POD".to_string(),
+                p.id.clone(),
+                String::new(),
+                String::new(),
+                meta.namespace.clone(),
+                meta.name.clone(),
+                iface.clone(),
+            ];
+            for ((name, _), v) in NETWORK_METRICS.iter().zip([rx, rxe, tx, txe]) {
+                metrics.push(metric(
+                    name,
+                    cri::MetricType::Counter,
+                    pu.timestamp,
+                    labels.clone(),
+                    *v,
+                ));
+            }
+        }
         pod_metrics.push(cri::PodSandboxMetrics {
             pod_sandbox_id: p.id.clone(),
-            metrics: vec![],
+            metrics,
             container_metrics,
         });
     }
