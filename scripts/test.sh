@@ -13,7 +13,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "== cargo build --bins"
 cargo build --workspace --bins -q
-echo "== cargo test"
+echo "== cargo test (this machine: cgroup $(stat -f -c %T /sys/fs/cgroup | sed 's/cgroup2fs/v2/; s/tmpfs/v1/'))"
 cargo test --workspace 2>&1 | tee target/test-output.txt
-passed=$(grep -oE '^test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
+echo "== cgroup v2 end-to-end tests in a qemu guest (scripts/test-cgroup2.sh)"
+bash scripts/test-cgroup2.sh 2>&1 | tee target/test-cgroup2-output.txt
+passed=$(cat target/test-output.txt target/test-cgroup2-output.txt |
+  grep -oE '^test result: ok\. [0-9]+ passed' | awk '{s+=$4} END {print s+0}')
 echo "crust: $passed passed, 0 failed"

@@ -16,6 +16,18 @@ use cri::runtime_service_client::RuntimeServiceClient;
 pub use crust_proto::cri;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+/// Stretches a test time limit by E2E_TIMEOUT_SCALE (e.g. 10 under qemu's software
+/// emulation, where everything runs 5-50x slower). Limits only: nothing waits longer than it
+/// must.
+pub fn scaled(limit: Duration) -> Duration {
+    let factor = std::env::var("E2E_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|f| *f >= 1)
+        .unwrap_or(1);
+    limit * factor
+}
+
 /// Directory with crustd and crustctl (built by `cargo build --bins` before the tests).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CRUST_BIN_DIR") {
@@ -116,7 +128,7 @@ pub fn registry() -> &'static Registry {
         });
         rx.recv().expect("registry thread");
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -216,7 +228,7 @@ impl Daemon {
             .spawn()
             .context("start crustd")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
         loop {
             if let Ok(mut c) = self.cri().await
                 && c.rt.version(cri::VersionRequest::default()).await.is_ok()
@@ -640,7 +652,7 @@ impl Cri {
         id: &str,
         limit: Duration,
     ) -> anyhow::Result<cri::ContainerStatus> {
-        let deadline = Instant::now() + limit;
+        let deadline = Instant::now() + scaled(limit);
         loop {
             let st = self.status(id).await?;
             if st.state == cri::ContainerState::ContainerExited as i32 {
@@ -741,7 +753,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + scaled(limit);
     loop {
         if cond().await {
             return true;
