@@ -999,3 +999,76 @@ async fn systemd_driver_expands_slices_and_names_scopes() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn memory_limits_hold_and_oom_kills_are_reported() {
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("oom").await;
+    let limited = |name: &str, script: &str| {
+        let mut cfg = container_config(name, &image, &["sh", "-c", script]);
+        cfg.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        });
+        cfg
+    };
+    // The container's own process grows past its limit: killed, 137, OOMKilled.
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            limited(
+                "hog",
+                "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+            ),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (137, "OOMKilled"),
+        "{:?}",
+        log_lines(&st.log_path)
+    );
+    // Only a child is killed and the container exits 0: still reported OOMKilled, as containerd
+    // reports it.
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            limited(
+                "child",
+                "dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null; echo after",
+            ),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    assert_eq!(st.reason, "OOMKilled");
+    assert_eq!(
+        log_lines(&st.log_path).last().map(|l| l.1.clone()),
+        Some("after".to_string())
+    );
+    // Within the limit: nothing of the sort.
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            limited(
+                "fits",
+                "dd if=/dev/zero of=/dev/null bs=1M count=4 2>/dev/null",
+            ),
+        )
+        .await
+        .unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    assert_eq!((st.exit_code, st.reason.as_str()), (0, "Completed"));
+    drop(c);
+    d.shutdown().await;
+}

@@ -5,6 +5,7 @@
 //! - [`server`]: the monitor process itself (request loop, container lifecycle);
 //! - [`reaper`]: reaps children and turns wait statuses into exit records;
 //! - [`log_writer`]: the CRI log format;
+//! - [`oom`]: OOM kills read from the container's memory cgroup;
 //! - [`exec`]: ExecSync output collection and process trees;
 //! - [`console`]: the console socket and pty reads for TTY containers;
 //! - [`pin`]: namespace pinning for the pod sandbox;
@@ -15,6 +16,7 @@ pub mod client;
 pub mod console;
 pub mod exec;
 pub mod log_writer;
+pub mod oom;
 pub mod pin;
 pub mod pod_init;
 pub mod reaper;

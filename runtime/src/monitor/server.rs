@@ -416,13 +416,18 @@ impl Monitor {
                         std::mem::take(&mut c.pumps),
                         c.exit.clone(),
                         c.exit_dir.clone(),
+                        c.bundle.clone(),
                     )
                 });
-            let Some((id, pumps, exit, exit_dir)) = found else {
+            let Some((id, pumps, exit, exit_dir, bundle)) = found else {
                 tracing::debug!(pid, "reaped a process that is not a container init");
                 continue;
             };
-            tracing::info!(%id, pid, code = rec.exit_code, "container exited");
+            let mut rec = rec;
+            // The container's cgroup still exists (it goes with Delete): ask it whether the
+            // kernel's OOM killer ran there, for the init or any of its children.
+            rec.oom_killed = super::oom::oom_killed(&bundle);
+            tracing::info!(%id, pid, code = rec.exit_code, oom = rec.oom_killed, "container exited");
             tokio::task::spawn_local(async move {
                 // The init is gone, so its PID namespace is too and the pipes reach EOF soon; wait
                 // for the last output so the log is complete before the exit becomes visible.
