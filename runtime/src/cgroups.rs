@@ -176,6 +176,30 @@ pub struct Limits {
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// Raw cgroup v2 files and values (CRI `unified`), keys already validated.
+    pub unified: std::collections::BTreeMap<String, String>,
+}
+
+/// A CRI `unified` key must name a plain cgroup v2 interface file (`memory.high`), never a
+/// path, and its value must be one line.
+pub fn validate_unified(key: &str, value: &str) -> io::Result<()> {
+    let key_ok = !key.is_empty()
+        && key.contains('.')
+        && !key.starts_with("cgroup.")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_'));
+    if !key_ok || value.contains(['\n', '\r', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "unified {key:?}={value:?}: not a cgroup v2 interface file and a one-line value"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// CPU shares (v1, 2..262144) to weight (v2, 1..10000), the conversion runc and containerd use.
@@ -215,6 +239,23 @@ impl Hierarchy {
                 if let Some(s) = l.cpu_shares {
                     write(d.join("cpu.weight"), shares_to_weight(s).to_string())?;
                 }
+                if let Some(c) = &l.cpuset_cpus {
+                    write(d.join("cpuset.cpus"), c.clone())?;
+                }
+                if let Some(m) = &l.cpuset_mems {
+                    write(d.join("cpuset.mems"), m.clone())?;
+                }
+                for (k, v) in &l.unified {
+                    validate_unified(k, v)?;
+                    let f = d.join(k);
+                    if !f.exists() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("unified key {k:?}: no such file in {}", d.display()),
+                        ));
+                    }
+                    write(f, v.clone())?;
+                }
             }
             Hierarchy::V1 { mounts } => {
                 let dir_of = |c: &str| v1_dir(mounts, c, rel);
@@ -231,6 +272,20 @@ impl Hierarchy {
                     if let Some(s) = l.cpu_shares {
                         write(d.join("cpu.shares"), s.to_string())?;
                     }
+                }
+                if let Some(d) = dir_of("cpuset") {
+                    if let Some(c) = &l.cpuset_cpus {
+                        write(d.join("cpuset.cpus"), c.clone())?;
+                    }
+                    if let Some(m) = &l.cpuset_mems {
+                        write(d.join("cpuset.mems"), m.clone())?;
+                    }
+                }
+                if !l.unified.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "unified cgroup v2 settings need a cgroup v2 host",
+                    ));
                 }
             }
         }

@@ -271,6 +271,59 @@ impl Engine {
         self.store.save_pod(&p)
     }
 
+    /// Changes a created or running container's limits in place (kubelet's in-place resize),
+    /// writing its cgroup directly, then records them for ContainerStatus.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        res: cri::LinuxContainerResources,
+    ) -> Result<()> {
+        let c = self.container_shared(id).await?;
+        let mut c = c.lock().await;
+        self.refresh(&mut c);
+        if !matches!(c.state, ContainerState::Created | ContainerState::Running) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}; only a created or running container can be updated",
+                c.id, c.state
+            )));
+        }
+        let pod_cgroup = match self.store.pod(&c.pod_id) {
+            Some(p) => p.lock().await.cgroup_path.clone(),
+            None => {
+                return Err(Error::NotFound(format!(
+                    "pod sandbox {} not found",
+                    c.pod_id
+                )));
+            }
+        };
+        for (k, v) in &res.unified {
+            crate::cgroups::validate_unified(k, v)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        let positive = |v: i64| (v > 0).then_some(v);
+        let limits = crate::cgroups::Limits {
+            memory: positive(res.memory_limit_in_bytes),
+            cpu_quota: positive(res.cpu_quota),
+            cpu_period: positive(res.cpu_period).map(|p| p as u64),
+            cpu_shares: positive(res.cpu_shares).map(|s| s as u64),
+            cpuset_cpus: (!res.cpuset_cpus.is_empty()).then(|| res.cpuset_cpus.clone()),
+            cpuset_mems: (!res.cpuset_mems.is_empty()).then(|| res.cpuset_mems.clone()),
+            unified: res.unified.clone().into_iter().collect(),
+        };
+        let path = self.cfg.cgroup_driver.container_cgroup(&pod_cgroup, &c.id);
+        self.hierarchy
+            .set_limits(&path, &limits)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
+                _ => Error::io(format!("update cgroup {path}"), e),
+            })?;
+        c.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(res);
+        self.store.save_container(&c)
+    }
+
     /// Records the node's pod CIDR (kubelet's UpdateRuntimeConfig). Empty clears it.
     pub fn set_pod_cidr(&self, cidr: &str) -> Result<()> {
         if !cidr.is_empty() {
@@ -1354,6 +1407,7 @@ fn pod_limits(
         cpu_quota: pick(|r| r.cpu_quota),
         cpu_period: period.map(|p| p as u64),
         cpu_shares: pick(|r| r.cpu_shares).map(|s| s as u64),
+        ..Default::default()
     }
 }
 

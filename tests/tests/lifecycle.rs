@@ -1072,3 +1072,89 @@ async fn memory_limits_hold_and_oom_kills_are_reported() {
     drop(c);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn update_container_resources_changes_limits_live() {
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("resize").await;
+    let mut cfg = container_config("app", &image, &["sleep", "1000"]);
+    cfg.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        ..Default::default()
+    });
+    let id = c.run(&pod, &pc, cfg).await.unwrap();
+    let rel = format!("{}/{pod}/{id}", d.cgroup_root.trim_start_matches('/'));
+    let read = |file: &str| {
+        crust_e2e::cgroup_mounts()
+            .iter()
+            .map(|m| m.join(&rel).join(file))
+            .find(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string())
+    };
+    let v2 = read("memory.max").is_some();
+    let update = |res: cri::LinuxContainerResources| cri::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(res),
+        ..Default::default()
+    };
+    let new = cri::LinuxContainerResources {
+        memory_limit_in_bytes: 48 << 20,
+        cpu_quota: 20_000,
+        cpu_period: 100_000,
+        ..Default::default()
+    };
+    c.rt.update_container_resources(update(new.clone()))
+        .await
+        .unwrap();
+    if v2 {
+        assert_eq!(read("memory.max").unwrap(), (48u64 << 20).to_string());
+        assert_eq!(read("cpu.max").unwrap(), "20000 100000");
+    } else {
+        assert_eq!(
+            read("memory.limit_in_bytes").unwrap(),
+            (48u64 << 20).to_string()
+        );
+        assert_eq!(read("cpu.cfs_quota_us").unwrap(), "20000");
+    }
+    let st = c.status(&id).await.unwrap();
+    let in_force = st.resources.unwrap().linux.unwrap();
+    assert_eq!(in_force.memory_limit_in_bytes, 48 << 20);
+    assert_eq!(in_force.cpu_quota, 20_000);
+
+    // unified: raw cgroup v2 files, only on v2; never a path.
+    let mut raw = new.clone();
+    raw.unified = [("memory.high".to_string(), (40u64 << 20).to_string())].into();
+    let r = c.rt.update_container_resources(update(raw)).await;
+    if v2 {
+        r.unwrap();
+        assert_eq!(read("memory.high").unwrap(), (40u64 << 20).to_string());
+    } else {
+        assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
+    }
+    let mut evil = new.clone();
+    evil.unified = [("../../cgroup.procs".to_string(), "1".to_string())].into();
+    assert_eq!(
+        c.rt.update_container_resources(update(evil))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    c.stop(&id, 0).await.unwrap();
+    assert_eq!(
+        c.rt.update_container_resources(update(new))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    drop(c);
+    d.shutdown().await;
+}

@@ -277,6 +277,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         if !cpu.is_empty() {
             resources["cpu"] = Value::Object(cpu);
         }
+        if !r.unified.is_empty() {
+            if !input.cgroup_v2 {
+                return Err(Error::InvalidArgument(
+                    "linux.resources.unified needs a cgroup v2 host".into(),
+                ));
+            }
+            for (k, v) in &r.unified {
+                crate::cgroups::validate_unified(k, v)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            }
+            resources["unified"] = json!(r.unified);
+        }
         if r.oom_score_adj != 0 {
             oom_score_adj = Some(r.oom_score_adj.clamp(input.min_oom_score_adj, 1000));
         }

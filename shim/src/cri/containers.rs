@@ -136,7 +136,15 @@ pub fn to_cri_status(c: &ContainerRecord) -> cri::ContainerStatus {
         annotations: c.config.annotations.clone(),
         mounts,
         log_path: c.log_path.clone(),
-        resources: None,
+        resources: c
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .map(|r| cri::ContainerResources {
+                linux: Some(r),
+                windows: None,
+            }),
         image_id: c.image_id.clone(),
         user: None,
     }
@@ -215,4 +223,20 @@ pub async fn reopen_log(
 ) -> Result<cri::ReopenContainerLogResponse> {
     e.reopen_log(&req.container_id).await?;
     Ok(cri::ReopenContainerLogResponse {})
+}
+
+pub fn update_resources_id(r: &cri::UpdateContainerResourcesRequest) -> String {
+    r.container_id.clone()
+}
+
+pub async fn update_resources(
+    e: &Engine,
+    req: cri::UpdateContainerResourcesRequest,
+) -> Result<cri::UpdateContainerResourcesResponse> {
+    let linux = req.linux.ok_or_else(|| {
+        crust_runtime::Error::InvalidArgument("linux resources are required".into())
+    })?;
+    e.update_container_resources(&req.container_id, linux)
+        .await?;
+    Ok(cri::UpdateContainerResourcesResponse {})
 }

@@ -139,9 +139,16 @@ impl RuntimeService for CriService {
 
     async fn update_container_resources(
         &self,
-        _request: Request<cri::UpdateContainerResourcesRequest>,
+        request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(unimplemented("UpdateContainerResources"))
+        let req = request.into_inner();
+        let id = containers::update_resources_id(&req);
+        instrument(
+            "UpdateContainerResources",
+            &id,
+            containers::update_resources(&self.engine, req),
+        )
+        .await
     }
 
     async fn reopen_container_log(
