@@ -202,12 +202,20 @@ pub fn validate_unified(key: &str, value: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// CPU shares (v1, 2..262144) to weight (v2, 1..10000), the conversion runc and containerd use.
+/// CPU shares (v1, 2..262144) to weight (v2, 1..10000) with the mapping current runc and
+/// libcontainer use (log-quadratic, so the default 1024 shares is exactly weight 100), so pod
+/// and resized limits agree with what libcontainer set at create.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
+    match shares {
+        0 => 0,
+        1..=2 => 1,
+        262_144.. => 10_000,
+        s => {
+            let l = (s as f64).log2();
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            10f64.powf(exponent).ceil() as u64
+        }
     }
-    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
 }
 
 impl Hierarchy {
@@ -522,7 +530,8 @@ mod tests {
     #[test]
     fn shares_convert_to_weights_like_runc() {
         assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(512), 59);
+        assert_eq!(shares_to_weight(1024), 100);
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(0), 0);
     }

@@ -1087,6 +1087,7 @@ async fn update_container_resources_changes_limits_live() {
         memory_limit_in_bytes: 64 << 20,
         cpu_quota: 50_000,
         cpu_period: 100_000,
+        cpu_shares: 512,
         ..Default::default()
     });
     let id = c.run(&pod, &pc, cfg).await.unwrap();
@@ -1099,6 +1100,19 @@ async fn update_container_resources_changes_limits_live() {
             .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string())
     };
     let v2 = read("memory.max").is_some();
+    // Limits set at create: CPU shares become cgroup v2's weight the way current runc and
+    // libcontainer convert them (512 shares → weight 59).
+    if v2 {
+        assert_eq!(read("memory.max").unwrap(), (64u64 << 20).to_string());
+        assert_eq!(read("cpu.max").unwrap(), "50000 100000");
+        assert_eq!(read("cpu.weight").unwrap(), "59");
+    } else {
+        assert_eq!(
+            read("memory.limit_in_bytes").unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read("cpu.shares").unwrap(), "512");
+    }
     let update = |res: cri::LinuxContainerResources| cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),
         linux: Some(res),

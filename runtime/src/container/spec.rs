@@ -257,6 +257,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if let Some(r) = res {
         if r.memory_limit_in_bytes > 0 {
             resources["memory"] = json!({"limit": r.memory_limit_in_bytes});
+            // CRI's swap limit is memory+swap, as OCI's memory.swap is.
+            if r.memory_swap_limit_in_bytes > 0 {
+                resources["memory"]["swap"] = json!(r.memory_swap_limit_in_bytes);
+            }
+        }
+        if !r.hugepage_limits.is_empty() {
+            let limits: Vec<_> = r
+                .hugepage_limits
+                .iter()
+                .map(|h| json!({"pageSize": h.page_size, "limit": h.limit}))
+                .collect();
+            resources["hugepageLimits"] = json!(limits);
         }
         let mut cpu = serde_json::Map::new();
         if r.cpu_shares > 0 {
