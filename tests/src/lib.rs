@@ -471,6 +471,15 @@ fn remove_cgroup_tree(path: &str) {
     }
 }
 
+/// A daemon, a client, and the busybox image pulled: the start of most tests.
+pub async fn with_busybox() -> (Daemon, Cri, String) {
+    let d = Daemon::start().await.expect("start crustd");
+    let mut c = d.cri().await.expect("connect to crustd");
+    let image = registry().busybox();
+    c.pull(&image).await.expect("pull busybox");
+    (d, c, image)
+}
+
 /// The common start of a test: a daemon, a client, the busybox image pulled and one ready pod.
 pub struct PodFixture {
     pub d: Daemon,
@@ -482,10 +491,7 @@ pub struct PodFixture {
 
 impl PodFixture {
     pub async fn start(pod_name: &str) -> PodFixture {
-        let d = Daemon::start().await.expect("start crustd");
-        let mut c = d.cri().await.expect("connect to crustd");
-        let image = registry().busybox();
-        c.pull(&image).await.expect("pull busybox");
+        let (d, mut c, image) = with_busybox().await;
         let pc = pod_config(pod_name, &d.logs);
         let pod = c.run_pod(&pc).await.expect("run pod");
         PodFixture {

@@ -582,11 +582,8 @@ async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
 
 #[tokio::test]
 async fn pid_namespace_modes_pod_target_and_node() {
-    use crust_e2e::{Daemon, namespaces, pod_config, registry};
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
+    use crust_e2e::{namespaces, pod_config};
+    let (d, mut c, image) = crust_e2e::with_busybox().await;
     // A pod with shareProcessNamespace: its containers see each other, and PID 1 is the pod's
     // init, not any container's process.
     let mut pc = pod_config("sharedpid", &d.logs);
@@ -730,11 +727,8 @@ async fn pid_namespace_modes_pod_target_and_node() {
 
 #[tokio::test]
 async fn sysctls_apply_in_the_pod_and_injection_is_refused() {
-    use crust_e2e::{Daemon, pod_config, registry};
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
+    use crust_e2e::pod_config;
+    let (d, mut c, image) = crust_e2e::with_busybox().await;
     let mut pc = pod_config("sysctl", &d.logs);
     let linux = pc.linux.as_mut().unwrap();
     linux.sysctls = [
