@@ -813,6 +813,9 @@ async fn pod_resources_and_overhead_limit_the_pod_cgroup() {
         cpu_quota: 50_000,
         cpu_period: 100_000,
         cpu_shares: 512,
+        // memory + swap, as CRI and OCI count it.
+        memory_swap_limit_in_bytes: 96 << 20,
+        cpuset_cpus: "0".into(),
         ..Default::default()
     });
     linux.overhead = Some(cri::LinuxContainerResources {
@@ -1082,6 +1085,9 @@ async fn update_container_resources_changes_limits_live() {
         cpu_quota: 50_000,
         cpu_period: 100_000,
         cpu_shares: 512,
+        // memory + swap, as CRI and OCI count it.
+        memory_swap_limit_in_bytes: 96 << 20,
+        cpuset_cpus: "0".into(),
         ..Default::default()
     });
     let id = c.run(&pod, &pc, cfg).await.unwrap();
@@ -1100,22 +1106,38 @@ async fn update_container_resources_changes_limits_live() {
         assert_eq!(read("memory.max").unwrap(), (64u64 << 20).to_string());
         assert_eq!(read("cpu.max").unwrap(), "50000 100000");
         assert_eq!(read("cpu.weight").unwrap(), "59");
+        // v2 counts swap alone.
+        assert_eq!(read("memory.swap.max").unwrap(), (32u64 << 20).to_string());
     } else {
         assert_eq!(
             read("memory.limit_in_bytes").unwrap(),
             (64u64 << 20).to_string()
         );
         assert_eq!(read("cpu.shares").unwrap(), "512");
+        assert_eq!(
+            read("memory.memsw.limit_in_bytes").unwrap(),
+            (96u64 << 20).to_string()
+        );
     }
+    assert_eq!(read("cpuset.cpus").unwrap(), "0");
     let update = |res: cri::LinuxContainerResources| cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),
         linux: Some(res),
         ..Default::default()
     };
+    let ncpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let all_cpus = if ncpus > 1 {
+        format!("0-{}", ncpus - 1)
+    } else {
+        "0".to_string()
+    };
     let new = cri::LinuxContainerResources {
         memory_limit_in_bytes: 48 << 20,
         cpu_quota: 20_000,
         cpu_period: 100_000,
+        cpuset_cpus: all_cpus.clone(),
         ..Default::default()
     };
     c.rt.update_container_resources(update(new.clone()))
@@ -1131,6 +1153,7 @@ async fn update_container_resources_changes_limits_live() {
         );
         assert_eq!(read("cpu.cfs_quota_us").unwrap(), "20000");
     }
+    assert_eq!(read("cpuset.cpus").unwrap(), all_cpus);
     let st = c.status(&id).await.unwrap();
     let in_force = st.resources.unwrap().linux.unwrap();
     assert_eq!(in_force.memory_limit_in_bytes, 48 << 20);
