@@ -144,6 +144,14 @@ async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
         )
         .await
         .unwrap();
+    // The socket is 0660 in a 0700 dir; root and state dirs are 0700 (CVE-2021-41103).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.socket), 0o660);
+    assert_eq!(mode(d.socket.parent().unwrap()), 0o700);
+    assert_eq!(mode(&d.root), 0o700);
+    assert_eq!(mode(&d.state), 0o700);
+    assert_eq!(mode(&d.state.join("pods").join(&pod)), 0o700);
     // The client keeps its connection open, as kubelet does; SIGTERM must not wait for it.
     let started = std::time::Instant::now();
     assert_eq!(d.terminate(), Some(0));
