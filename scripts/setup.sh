@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing crust needs on a Debian 12 machine, idempotently:
-# Debian packages (libseccomp for libcontainer, protoc for the CRI bindings, and for the tests
-# busybox-static, docker-registry and curl), and checks for a Rust toolchain.
+# Debian packages (libseccomp for libcontainer, protoc for the CRI bindings, the CNI plugins and
+# iptables for pod networking, and for the tests busybox-static, catatonit, docker-registry and
+# curl), and checks for a Rust toolchain.
 set -euo pipefail
 
-need=(libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 ca-certificates)
+need=(libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 iptables containernetworking-plugins ca-certificates)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
