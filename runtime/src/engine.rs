@@ -1238,17 +1238,18 @@ impl Engine {
         };
         // Not holding the container's lock: probes run while the container is stopped or
         // inspected, as with other runtimes.
-        let limit = Duration::from_secs(timeout_secs.max(0) as u64 + 30);
+        // The monitor enforces the command's timeout; this bound only covers a monitor that
+        // stops answering (a day when the command has no timeout of its own).
+        let limit = if timeout_secs > 0 {
+            Duration::from_secs(timeout_secs as u64 + 30)
+        } else {
+            Duration::from_secs(24 * 3600)
+        };
         let req = Request::ExecSync {
             id: cid.clone(),
             cmd: cmd.clone(),
             timeout_secs,
             max_output: crate::monitor::exec::MAX_EXEC_OUTPUT,
-        };
-        let limit = if timeout_secs > 0 {
-            limit
-        } else {
-            Duration::from_secs(24 * 3600)
         };
         match client::call(&self.pod_dir(&pod_id), &req, limit)
             .await

@@ -119,10 +119,6 @@ fn setup(args: &MonitorArgs) -> std::io::Result<std::os::unix::net::UnixListener
     let _ = std::fs::remove_file(&sock);
     let (addr, _dir_handle) = super::socket_addr(&args.dir, SOCKET_FILE)?;
     let listener = std::os::unix::net::UnixListener::bind(&addr)?;
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&sock)?.permissions(),
-        0o600,
-    );
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
     crate::fsutil::write_atomic(
