@@ -39,6 +39,10 @@ pub struct EngineConfig {
     pub max_concurrent_downloads: usize,
     pub pinned_images: Vec<String>,
     pub launcher: MonitorLauncher,
+    /// The seccomp profile of containers whose request names none.
+    pub seccomp_default: crate::container::security::SeccompChoice,
+    /// Directories searched for CDI device specs.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 pub struct Engine {
@@ -47,6 +51,7 @@ pub struct Engine {
     pub store: Store,
     pub hierarchy: Hierarchy,
     min_oom_score_adj: i64,
+    apparmor_enabled: bool,
     events: tokio::sync::broadcast::Sender<Event>,
     /// The pod CIDR kubelet last sent (UpdateRuntimeConfig), for status and CNI configs.
     pod_cidr: std::sync::Mutex<String>,
@@ -169,6 +174,7 @@ impl Engine {
             store,
             hierarchy,
             min_oom_score_adj: spec::min_oom_score_adj(),
+            apparmor_enabled: crate::container::security::apparmor_enabled(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             pod_cidr: std::sync::Mutex::new(String::new()),
             cpu_samples: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -440,6 +446,19 @@ impl Engine {
                 "unknown runtime handler {runtime_handler:?} (configured: {:?})",
                 self.cfg.runtime_handlers
             )));
+        }
+        if config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .and_then(|n| n.userns_options.as_ref())
+            .is_some_and(|u| u.mode != cri::NamespaceMode::Node as i32)
+        {
+            return Err(Error::Unimplemented(
+                "user namespaces (hostUsers: false) are not supported by crust yet; RuntimeStatus reports user_namespaces: false"
+                    .into(),
+            ));
         }
         let cgroup_parent = config
             .linux
@@ -875,6 +894,7 @@ impl Engine {
             stop_signal,
             chain_ids: image.chain_ids.clone(),
             pid: 0,
+            user: None,
         };
         match self.setup_container(&mut rec, &pod, &image, &bundle).await {
             Ok(()) => {
@@ -946,6 +966,12 @@ impl Engine {
             _ => image.config.user.clone(),
         };
         let mut resolved = user::resolve_in_rootfs(&dirs.rootfs, &user_spec)?;
+        if sc.is_some_and(|s| {
+            s.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32
+        }) {
+            // Strict: only the groups the request names, none from the image's /etc/group.
+            resolved.additional_gids.clear();
+        }
         if let Some(s) = sc {
             for g in &s.supplemental_groups {
                 let g = u32::try_from(*g).map_err(|_| {
@@ -956,11 +982,17 @@ impl Engine {
                 }
             }
         }
+        rec.user = Some(crate::store::ProcessUser {
+            uid: resolved.uid,
+            gid: resolved.gid,
+            groups: resolved.additional_gids.clone(),
+        });
         let cgroups_path = self
             .cfg
             .cgroup_driver
             .container_cgroup(&pod.cgroup_path, &rec.id);
         let pid = self.pid_namespace(rec, pod).await?;
+        crate::container::mounts::check_dev_is_not_a_symlink(&dirs.rootfs)?;
         let spec = spec::build(&spec::SpecInput {
             config: &rec.config,
             image: &image.config,
@@ -979,6 +1011,16 @@ impl Engine {
             user: &resolved,
             min_oom_score_adj: self.min_oom_score_adj,
             cgroup_v2: matches!(self.hierarchy, Hierarchy::V2 { .. }),
+            pod_privileged: pod
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .is_some_and(|s| s.privileged),
+            seccomp_default: &self.cfg.seccomp_default,
+            apparmor_enabled: self.apparmor_enabled,
+            cdi_spec_dirs: &self.cfg.cdi_spec_dirs,
+            volumes_dir: &bundle.join("volumes"),
         })?;
         let spec_bytes =
             serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;

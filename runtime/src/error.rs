@@ -22,6 +22,9 @@ pub enum Error {
     ResourceExhausted(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A valid request for something crust does not do (yet).
+    #[error("{0}")]
+    Unimplemented(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -101,6 +101,17 @@ pub struct ContainerRecord {
     /// Snapshots the rootfs mounts, kept from garbage collection while the container exists.
     pub chain_ids: Vec<String>,
     pub pid: i32,
+    /// The user the process runs as, once resolved against the image at create.
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// Uid, gid and supplemental groups of a container's process, as ContainerStatus reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
 pub type Shared<T> = Arc<tokio::sync::Mutex<T>>;

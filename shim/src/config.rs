@@ -26,6 +26,10 @@ pub struct Config {
     pub shm_size: u64,
     /// "cgroupfs" or "systemd": how kubelet spells cgroup_parent (match kubelet's cgroupDriver).
     pub cgroup_driver: String,
+    /// Seccomp profile of containers that name none: "runtime/default" or "unconfined".
+    pub seccomp_default: String,
+    /// Directories holding CDI device specs (.json/.yaml); later ones override earlier.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +82,8 @@ impl Default for Config {
             runtime_handlers: vec!["crust".into()],
             shm_size: crust_runtime::pod::DEFAULT_SHM_SIZE,
             cgroup_driver: "cgroupfs".into(),
+            seccomp_default: "runtime/default".into(),
+            cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
         }
     }
 }
@@ -132,6 +138,16 @@ runtime_handlers = ["crust"]
 # Size of each pod's /dev/shm (a tmpfs shared by the pod's containers), in bytes.
 shm_size = 67108864
 
+# Seccomp profile of containers whose request names none (no seccomp field and an empty
+# seccomp_profile_path): "runtime/default" (crust's built-in allowlist) or "unconfined".
+# kubelet sends Unconfined explicitly unless its seccompDefault is on, so this mostly
+# affects crictl and crustctl users.
+seccomp_default = "runtime/default"
+
+# Directories with CDI device specs (.json or .yaml) for cdi_devices; a later directory
+# overrides a device of the same name in an earlier one.
+cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
+
 [image]
 # Registries (host:port) reached over plain HTTP instead of HTTPS, e.g. ["127.0.0.1:5000"].
 insecure_registries = []
@@ -159,6 +175,16 @@ impl Config {
             "systemd" => Ok(crust_runtime::cgroups::Driver::Systemd),
             other => anyhow::bail!("cgroup_driver {other:?}: expected \"cgroupfs\" or \"systemd\""),
         }
+    }
+
+    pub fn seccomp_default(
+        &self,
+    ) -> anyhow::Result<crust_runtime::container::security::SeccompChoice> {
+        crust_runtime::container::security::parse_seccomp_string(
+            &self.seccomp_default,
+            "seccomp_default",
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {

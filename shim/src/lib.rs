@@ -4,4 +4,5 @@
 pub mod client;
 pub mod config;
 pub mod cri;
+pub mod run_options;
 pub mod sealed;

@@ -136,3 +136,132 @@ async fn docker_like_workflow() {
     assert!(!stdout(&ctl(&d, &["images"])).contains("crust-test/busybox"));
     d.shutdown().await;
 }
+
+/// `run`'s container flags (-v, --memory, --cpus, --user, --cap-add/--cap-drop, --read-only,
+/// --security-opt, --privileged) reach the container, and `update` changes its limits.
+#[tokio::test]
+async fn run_flags_shape_the_container_and_update_changes_limits() {
+    let d = Daemon::start().await.unwrap();
+    let image = registry().busybox();
+    let host = d.dir.path().join("vol");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from-host").unwrap();
+    let vol = format!("{}:/vol:ro", host.display());
+    let o = ctl(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &vol,
+            "--memory",
+            "48m",
+            "--cpus",
+            "0.5",
+            "--user",
+            "app",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "net_raw",
+            "--read-only",
+            "--security-opt",
+            "no-new-privileges",
+            "--security-opt",
+            "seccomp=unconfined",
+            &image,
+            "sh",
+            "-c",
+            "cat /vol/in; echo; touch /vol/x 2>/dev/null || echo vol-ro; touch /x 2>/dev/null || echo root-ro; \
+             id -u; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+             cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; \
+             cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null; true",
+        ],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{o:?}");
+    for want in [
+        "from-host",
+        "vol-ro",
+        "root-ro",
+        "1000",
+        "CapBnd:\t0000000000002000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t0",
+        &(48u64 << 20).to_string(),
+        "50000",
+    ] {
+        assert!(out.contains(want), "{want} missing in {out}");
+    }
+
+    // --privileged makes a privileged pod and container (host devices, full capabilities).
+    let o = ctl(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--privileged",
+            &image,
+            "sh",
+            "-c",
+            "grep Seccomp: /proc/self/status; ls /dev | wc -l",
+        ],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{o:?}");
+    assert!(out.contains("Seccomp:\t0"), "{out}");
+
+    // update changes a running container's memory limit.
+    let o = ctl(
+        &d,
+        &[
+            "run", "-d", "--name", "limited", "--memory", "32m", &image, "sleep", "1000",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = ctl(&d, &["update", "--memory", "96m", "limited"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = ctl(&d, &["inspect", "limited"]);
+    let inspect: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        inspect["resources"]["linux"]["memory_limit_in_bytes"],
+        serde_json::json!(96u64 << 20),
+        "{inspect}"
+    );
+    let o = ctl(
+        &d,
+        &[
+            "exec",
+            "limited",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null",
+        ],
+    );
+    assert!(stdout(&o).contains(&(96u64 << 20).to_string()), "{o:?}");
+
+    // Bad flags are refused before anything is made.
+    let o = ctl(&d, &["run", "--rm", "--memory", "lots", &image, "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--memory"),
+        "{o:?}"
+    );
+    let o = ctl(
+        &d,
+        &["run", "--rm", "-v", "/no/such/dir:/x", &image, "true"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"),
+        "{o:?}"
+    );
+    let pods = stdout(&ctl(&d, &["pods"]));
+    assert_eq!(
+        pods.lines().count(),
+        2,
+        "only the header and `limited`: {pods}"
+    );
+    let o = ctl(&d, &["rm", "-f", "limited"]);
+    assert!(o.status.success(), "{o:?}");
+}

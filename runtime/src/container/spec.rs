@@ -8,6 +8,7 @@ use crust_proto::cri;
 use serde_json::{Value, json};
 
 use super::user::ResolvedUser;
+use super::{devices, mounts, security};
 use crate::error::{Error, Result};
 use crate::image::oci::RunConfig;
 
@@ -70,6 +71,15 @@ pub struct SpecInput<'a> {
     /// Validated pod sysctls, applied in every container's (shared) namespaces.
     pub sysctls: &'a std::collections::HashMap<String, String>,
     pub pid: PidNamespace,
+    /// The pod sandbox asked to run privileged containers.
+    pub pod_privileged: bool,
+    /// The seccomp profile of containers that name none (crust's `seccomp_default`).
+    pub seccomp_default: &'a super::security::SeccompChoice,
+    pub apparmor_enabled: bool,
+    /// Directories holding CDI spec files.
+    pub cdi_spec_dirs: &'a [PathBuf],
+    /// Where the image's VOLUME directories are created.
+    pub volumes_dir: &'a Path,
 }
 
 /// Which PID namespace the container's processes live in.
@@ -149,6 +159,18 @@ pub fn process_env(
         .collect())
 }
 
+/// Sets `KEY=VALUE` in `env`, replacing an earlier value of KEY in place.
+fn set_env(env: &mut Vec<String>, kv: &str) {
+    let key = kv.split_once('=').map_or(kv, |(k, _)| k);
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    {
+        Some(e) => *e = kv.to_string(),
+        None => env.push(kv.to_string()),
+    }
+}
+
 fn bind(dest: &str, src: &Path, readonly: bool) -> Value {
     let mut options = vec!["rbind", "rprivate"];
     if readonly {
@@ -157,10 +179,19 @@ fn bind(dest: &str, src: &Path, readonly: bool) -> Value {
     json!({"destination": dest, "type": "bind", "source": src, "options": options})
 }
 
+/// The deprecated string forms of the seccomp and AppArmor profiles, which older kubelets and
+/// crictl still send (the `seccomp`/`apparmor` messages win when present).
+#[allow(deprecated)]
+fn deprecated_profiles(sc: Option<&cri::LinuxContainerSecurityContext>) -> (&str, &str) {
+    sc.map_or(("", ""), |s| {
+        (s.seccomp_profile_path.as_str(), s.apparmor_profile.as_str())
+    })
+}
+
 pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     let c = input.config;
     let args = process_args(c, input.image)?;
-    let env = process_env(c, input.image, input.hostname)?;
+    let mut env = process_env(c, input.image, input.hostname)?;
     let cwd = if !c.working_dir.is_empty() {
         c.working_dir.clone()
     } else if !input.image.working_dir.is_empty() {
@@ -177,14 +208,63 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     let sc = linux.and_then(|l| l.security_context.as_ref());
     let readonly_root = sc.is_some_and(|s| s.readonly_rootfs);
     let res = linux.and_then(|l| l.resources.as_ref());
+    let privileged = sc.is_some_and(|s| s.privileged);
+    if privileged && !input.pod_privileged {
+        return Err(Error::InvalidArgument(
+            "security_context.privileged: the pod sandbox is not privileged, so its containers may not be"
+                .into(),
+        ));
+    }
+    if sc
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.as_ref())
+        .is_some_and(|u| u.mode != cri::NamespaceMode::Node as i32)
+    {
+        return Err(Error::Unimplemented(
+            "user namespaces are not supported by crust yet (no idmapped mounts in libcontainer)"
+                .into(),
+        ));
+    }
+    let caps = security::capabilities(sc, privileged)?;
+    let (masked_paths, readonly_paths) = security::masked_and_readonly_paths(sc, privileged)?;
+    let seccomp = if privileged {
+        None
+    } else {
+        let choice = security::seccomp_choice(
+            sc.and_then(|s| s.seccomp.as_ref()),
+            deprecated_profiles(sc).0,
+            input.seccomp_default,
+        )?;
+        security::seccomp_profile(&choice, &caps.bounding)?
+    };
+    let apparmor = if privileged {
+        None
+    } else {
+        security::apparmor_profile(
+            sc.and_then(|s| s.apparmor.as_ref()),
+            deprecated_profiles(sc).1,
+            privileged,
+            input.apparmor_enabled,
+        )?
+    };
+    let mut device_edits = devices::DeviceEdits::default();
+    if privileged {
+        devices::host_devices(&mut device_edits);
+    }
+    devices::cri_devices(&c.devices, &mut device_edits)?;
+    devices::cdi_devices(&c.cdi_devices, input.cdi_spec_dirs, &mut device_edits)?;
+    for kv in &device_edits.env {
+        set_env(&mut env, kv);
+    }
+    let sys_ro: &[&str] = if privileged { &[] } else { &["ro"] };
 
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ([&["nosuid", "noexec", "nodev"], sys_ro].concat())}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ([&["nosuid", "noexec", "nodev", "relatime"], sys_ro].concat())}),
         if input.pod_namespaces.iter().any(|n| n == "ipc") {
             bind("/dev/shm", &input.pod_dir.join(crate::pod::SHM_DIR), false)
         } else {
@@ -206,23 +286,22 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             readonly_root,
         ),
     ];
-    for m in &c.mounts {
-        if !m.container_path.starts_with('/') || m.container_path.split('/').any(|p| p == "..") {
-            return Err(Error::InvalidArgument(format!(
-                "mount container_path {:?} must be absolute without '..'",
-                m.container_path
-            )));
-        }
-        let host = PathBuf::from(&m.host_path);
-        let host = std::fs::canonicalize(&host).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "mount host_path {:?} cannot be used: {e}",
-                m.host_path
-            ))
-        })?;
-        // A later mount over a default one replaces it, as in Docker.
-        mounts.retain(|x| x["destination"] != json!(m.container_path));
-        mounts.push(bind(&m.container_path, &host, m.readonly));
+    let binds = mounts::cri_mounts(&c.mounts)?;
+    let taken: Vec<String> = binds
+        .mounts
+        .iter()
+        .chain(device_edits.mounts.iter())
+        .filter_map(|m| m["destination"].as_str().map(str::to_string))
+        .collect();
+    let volumes = mounts::image_volumes(input.image, input.volumes_dir, &taken)?;
+    // Later entries replace earlier ones at the same destination, as in Docker.
+    for m in volumes
+        .into_iter()
+        .chain(binds.mounts)
+        .chain(device_edits.mounts)
+    {
+        mounts.retain(|x| x["destination"] != m["destination"]);
+        mounts.push(m);
     }
 
     let mut namespaces = vec![json!({"type": "mount"})];
@@ -241,7 +320,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
 
     let mut resources = json!({
-        "devices": [
+        "devices": if privileged { json!([{"allow": true, "access": "rwm"}]) } else { json!([
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
@@ -251,8 +330,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
             {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
             {"allow": true, "type": "c", "major": 136, "access": "rwm"}
-        ]
+        ]) }
     });
+    if let Some(rules) = resources["devices"].as_array_mut() {
+        rules.extend(device_edits.rules);
+    }
     let mut oom_score_adj = None;
     if let Some(r) = res {
         if r.memory_limit_in_bytes > 0 {
@@ -306,7 +388,6 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         }
     }
 
-    let caps = DEFAULT_CAPABILITIES;
     let mut process = json!({
         "terminal": c.tty,
         "user": {
@@ -317,17 +398,24 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         "args": args,
         "env": env,
         "cwd": cwd,
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": sc.is_some_and(|s| s.no_new_privs),
+        "capabilities": caps.to_oci(),
     });
+    // Only when set: libcontainer tests the field's presence, not its value, to decide to
+    // load seccomp after dropping capabilities, which fails without no_new_privs.
+    if sc.is_some_and(|s| s.no_new_privs) {
+        process["noNewPrivileges"] = json!(true);
+    }
     if let Some(adj) = oom_score_adj {
         process["oomScoreAdj"] = json!(adj);
+    }
+    if let Some(profile) = apparmor {
+        process["apparmorProfile"] = json!(profile);
     }
     let mut annotations = serde_json::Map::new();
     for (k, v) in &c.annotations {
         annotations.insert(k.clone(), json!(v));
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": input.rootfs, "readonly": readonly_root},
@@ -337,11 +425,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             "cgroupsPath": input.cgroups_path,
             "namespaces": namespaces,
             "resources": resources,
-            "maskedPaths": DEFAULT_MASKED_PATHS,
-            "readonlyPaths": DEFAULT_READONLY_PATHS,
+            "maskedPaths": masked_paths,
+            "readonlyPaths": readonly_paths,
             "sysctl": input.sysctls,
+            "devices": device_edits.nodes,
         }
-    }))
+    });
+    if let Some(seccomp) = seccomp {
+        spec["linux"]["seccomp"] = seccomp;
+    }
+    if let Some(p) = binds.rootfs_propagation {
+        spec["linux"]["rootfsPropagation"] = json!(p);
+    }
+    Ok(spec)
 }
 
 /// The lowest oom_score_adj this process could give a child: it cannot go below its own value
@@ -449,6 +545,11 @@ mod tests {
             pod_namespaces: &["net".into(), "ipc".into(), "uts".into()],
             sysctls: &Default::default(),
             pid: PidNamespace::Own,
+            pod_privileged: false,
+            seccomp_default: &super::super::security::SeccompChoice::RuntimeDefault,
+            apparmor_enabled: false,
+            cdi_spec_dirs: &[],
+            volumes_dir: Path::new("/nonexistent"),
         })
         .unwrap();
         assert_eq!(spec["process"]["oomScoreAdj"], json!(0));

@@ -10,6 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 use crust_proto::cri;
 use crust_shim::client::{CriClient, connect};
+use crust_shim::run_options::{ContainerFlags, LimitFlags};
 
 const RUN_LABEL: &str = "io.crust.run";
 
@@ -72,6 +73,8 @@ enum Cmd {
         /// DNS server for the pod's resolv.conf (repeatable).
         #[arg(long)]
         dns: Vec<String>,
+        #[command(flatten)]
+        ctr: Box<ContainerFlags>,
         image: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -130,6 +133,12 @@ enum Cmd {
     },
     /// Show a container's status as JSON.
     Inspect { container: String },
+    /// Change a running container's resource limits.
+    Update {
+        #[command(flatten)]
+        limits: LimitFlags,
+        container: String,
+    },
     /// Show client and runtime versions.
     Version,
     /// Time pod start/stop/remove over CRI against any runtime socket.
@@ -206,6 +215,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             network,
             hostname,
             dns,
+            ctr,
             image,
             command,
         } => {
@@ -213,15 +223,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             return run(
                 &mut c,
                 &cli.log_root,
-                rm,
-                detach,
-                name,
+                RunFlags { rm, detach, name },
                 env,
                 pod,
+                &ctr,
                 image,
                 command,
             )
             .await;
+        }
+        Cmd::Update { limits, container } => {
+            if limits.is_empty() {
+                bail!("update: give --memory, --cpus or --cpuset-cpus");
+            }
+            let id = resolve(&mut c, &container).await?;
+            let mut resources = status(&mut c, &id)
+                .await?
+                .resources
+                .and_then(|r| r.linux)
+                .unwrap_or_default();
+            limits.apply(&mut resources)?;
+            c.runtime
+                .update_container_resources(cri::UpdateContainerResourcesRequest {
+                    container_id: id,
+                    linux: Some(resources),
+                    ..Default::default()
+                })
+                .await?;
+            println!("{container}");
         }
         Cmd::Pods => pods(&mut c).await?,
         Cmd::Ps { all, quiet } => ps(&mut c, all, quiet).await?,
@@ -407,15 +436,21 @@ fn random_name() -> String {
     format!("crust-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
+/// `run`'s flags about the run itself.
+struct RunFlags {
+    rm: bool,
+    detach: bool,
+    name: Option<String>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     c: &mut CriClient,
     log_root: &Path,
-    rm: bool,
-    detach: bool,
-    name: Option<String>,
+    RunFlags { rm, detach, name }: RunFlags,
     env: Vec<String>,
     pod: PodOptions,
+    ctr: &ContainerFlags,
     image: String,
     command: Vec<String>,
 ) -> anyhow::Result<i32> {
@@ -451,7 +486,7 @@ async fn run(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (pod_id, ctr_id) =
-        create_pod_and_container(c, log_root, &name, &image, command, envs, pod).await?;
+        create_pod_and_container(c, log_root, &name, &image, command, envs, pod, ctr).await?;
     c.runtime
         .start_container(cri::StartContainerRequest {
             container_id: ctr_id.clone(),
@@ -476,6 +511,7 @@ async fn run(
 }
 
 /// A pod named `name` holding one container named `name`, as `run` makes them.
+#[allow(clippy::too_many_arguments)]
 async fn create_pod_and_container(
     c: &mut CriClient,
     log_root: &Path,
@@ -484,9 +520,42 @@ async fn create_pod_and_container(
     command: Vec<String>,
     envs: Vec<cri::KeyValue>,
     pod: PodOptions,
+    ctr: &ContainerFlags,
 ) -> anyhow::Result<(String, String)> {
-    let linux = pod.linux;
     let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), "true".to_string())].into();
+    let mut config = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(spec(image)),
+        command,
+        envs,
+        labels: labels.clone(),
+        log_path: format!("{name}.log"),
+        // Docker semantics: the container's command is PID 1 of its own namespace.
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Flags are checked before anything is made.
+    let privileged = ctr.apply(&mut config)?;
+    let mut linux = pod.linux;
+    if privileged {
+        linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(Default::default)
+            .privileged = true;
+    }
     // A pod in the host network (and UTS) namespace keeps the host's hostname, as kubelet sends it.
     let host_network = linux
         .as_ref()
@@ -525,39 +594,11 @@ async fn create_pod_and_container(
         .await?
         .into_inner()
         .pod_sandbox_id;
-    let (command, args) = if command.is_empty() {
-        (vec![], vec![])
-    } else {
-        (command, vec![])
-    };
     let created = c
         .runtime
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: pod_id.clone(),
-            config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: name.into(),
-                    attempt: 0,
-                }),
-                image: Some(spec(image)),
-                command,
-                args,
-                envs,
-                labels,
-                log_path: format!("{name}.log"),
-                // Docker semantics: the container's command is PID 1 of its own namespace.
-                linux: Some(cri::LinuxContainerConfig {
-                    security_context: Some(cri::LinuxContainerSecurityContext {
-                        namespace_options: Some(cri::NamespaceOption {
-                            pid: cri::NamespaceMode::Container as i32,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            config: Some(config),
             sandbox_config: Some(pod_config),
         })
         .await;
@@ -1095,6 +1136,7 @@ async fn bench(
                 }),
                 ..Default::default()
             },
+            &ContainerFlags::default(),
         )
         .await?;
         c.runtime

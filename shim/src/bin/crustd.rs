@@ -162,6 +162,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_concurrent_downloads: cfg.image.max_concurrent_downloads,
         pinned_images: cfg.image.pinned_images.clone(),
         launcher,
+        seccomp_default: cfg.seccomp_default()?,
+        cdi_spec_dirs: cfg.cdi_spec_dirs.clone(),
     };
     let engine = tokio::task::spawn_blocking(move || crust_runtime::Engine::open(engine_cfg))
         .await?

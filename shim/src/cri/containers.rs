@@ -117,6 +117,8 @@ pub fn to_cri_status(c: &ContainerRecord) -> cri::ContainerStatus {
             container_path: m.container_path.clone(),
             host_path: m.host_path.clone(),
             readonly: m.readonly,
+            propagation: m.propagation,
+            recursive_read_only: m.recursive_read_only,
             ..Default::default()
         })
         .collect();
@@ -146,7 +148,16 @@ pub fn to_cri_status(c: &ContainerRecord) -> cri::ContainerStatus {
                 windows: None,
             }),
         image_id: c.image_id.clone(),
-        user: None,
+        user: c.user.as_ref().map(|u| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: u.uid.into(),
+                gid: u.gid.into(),
+                supplemental_groups: std::iter::once(u.gid)
+                    .chain(u.groups.iter().copied().filter(|g| *g != u.gid))
+                    .map(i64::from)
+                    .collect(),
+            }),
+        }),
     }
 }
 

@@ -38,6 +38,7 @@ pub fn to_status(e: &Error) -> Status {
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::Unimplemented(_) => Code::Unimplemented,
         Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             Code::ResourceExhausted
         }

@@ -66,15 +66,16 @@ pub async fn status(e: &Engine, req: cri::StatusRequest) -> Result<cri::StatusRe
             .map(|name| cri::RuntimeHandler {
                 name,
                 // No idmapped mounts in libcontainer yet, so no user namespaces; recursive
-                // read-only mounts are not wired either.
+                // read-only mounts need mount_setattr (Linux 5.12).
                 features: Some(cri::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts:
+                        crust_runtime::container::mounts::recursive_read_only_supported(),
                     user_namespaces: false,
                 }),
             })
             .collect(),
         features: Some(cri::RuntimeFeatures {
-            supplemental_groups_policy: false,
+            supplemental_groups_policy: true,
         }),
     })
 }
