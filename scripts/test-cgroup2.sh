@@ -32,12 +32,18 @@ exe() { cargo test -p crust-e2e --no-run --message-format=json 2>/dev/null |
   grep -o "\"executable\":\"[^\"]*/$1-[^\"]*\"" | cut -d'"' -f4 | head -n 1; }
 LIFECYCLE=$(exe lifecycle)
 STATS=$(exe exec_logs_stats)
-[ -n "$LIFECYCLE" ] && [ -n "$STATS" ] || { echo "test-cgroup2: test binaries not found" >&2; exit 1; }
+SECURITY=$(exe security)
+[ -n "$LIFECYCLE" ] && [ -n "$STATS" ] && [ -n "$SECURITY" ] ||
+  { echo "test-cgroup2: test binaries not found" >&2; exit 1; }
 
 # By default every pod/container lifecycle test (pod and container cgroups, limits, resizes, the
-# systemd driver's tree, PID namespaces, sysctls) and every exec/log/stats/events test (exec
-# joining the container's cgroup, cgroup v2 stats); arguments narrow it to matching names.
+# systemd driver's tree, PID namespaces, sysctls), every exec/log/stats/events test (exec
+# joining the container's cgroup, cgroup v2 stats) and the security tests whose enforcement
+# differs on v2 (the device cgroup is an eBPF program there); arguments narrow it to matching
+# names.
 FILTERS=("$@")
+SECURITY_FILTERS=("${FILTERS[@]+${FILTERS[@]}}")
+[ ${#FILTERS[@]} -gt 0 ] || SECURITY_FILTERS=(devices_and_cdi privileged_needs)
 cat >"$VM/guest-tests.sh" <<SH
 set -u
 echo "cgroup hierarchy in the guest: \$(stat -f -c %T /sys/fs/cgroup)"
@@ -45,6 +51,7 @@ echo "cgroup hierarchy in the guest: \$(stat -f -c %T /sys/fs/cgroup)"
 rc=0
 $LIFECYCLE --test-threads=1 ${FILTERS[*]+${FILTERS[*]}} || rc=1
 $STATS --test-threads=1 ${FILTERS[*]+${FILTERS[*]}} || rc=1
+$SECURITY --test-threads=1 ${SECURITY_FILTERS[*]} || rc=1
 exit \$rc
 SH
 P=$VM KT_OUT=file bash ci/vm/kvm-run.sh -t 1800 -s "$PWD" -C "$PWD" \
