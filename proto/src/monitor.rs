@@ -38,6 +38,20 @@ pub enum Request {
     },
     /// Reopen the container's log file at its path (after kubelet rotated it).
     ReopenLog { id: String },
+    /// Run a command in a running container with its stdio handed to the daemon (CRI Exec).
+    /// The monitor replies `ExecStarted`, then sends the command's fds in one SCM_RIGHTS
+    /// message (see [`send_fds`]): the pty master under `tty`, otherwise stdout and stderr
+    /// read ends followed by stdin's write end when `stdin`. `ExecExited` follows when the
+    /// command ends; closing the connection before that kills it.
+    ExecStream {
+        id: String,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+    },
+    /// Attach to a running container's stdio (CRI Attach). After `Attached` the connection
+    /// carries [`AttachFrame`]s both ways until the container exits or the daemon closes it.
+    Attach { id: String, stdin: bool },
     /// Liveness and identity check.
     Ping,
     /// Stop every container and exit; the pod is going away.
@@ -56,6 +70,12 @@ pub struct CreateRequest {
     /// The container has a terminal (its output comes from a pty, logged as stdout).
     #[serde(default)]
     pub tty: bool,
+    /// Keep the container's stdin open for attach (CRI `stdin`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first attach that wrote to it ends.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,7 +86,149 @@ pub enum Reply {
     Exited(ExitRecord),
     Pong { pid: i32, containers: Vec<String> },
     ExecResult(ExecResult),
+    ExecStarted { pid: i32 },
+    ExecExited { exit_code: i32 },
+    Attached,
     Error { kind: ErrorKind, message: String },
+}
+
+/// The binary frames of an attach connection: a kind byte, a 4-byte big-endian length, data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachFrame {
+    /// Daemon → monitor: bytes for the container's stdin.
+    Stdin(Vec<u8>),
+    /// Daemon → monitor: the attach client closed its stdin.
+    StdinClose,
+    /// Daemon → monitor: terminal size (columns, rows).
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// Monitor → daemon: container output.
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// Monitor → daemon: the container exited with this code.
+    Exited(i32),
+}
+
+impl AttachFrame {
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, data): (u8, Vec<u8>) = match self {
+            AttachFrame::Stdin(d) => (0, d.clone()),
+            AttachFrame::StdinClose => (5, vec![]),
+            AttachFrame::Resize { width, height } => {
+                (4, [width.to_be_bytes(), height.to_be_bytes()].concat())
+            }
+            AttachFrame::Stdout(d) => (1, d.clone()),
+            AttachFrame::Stderr(d) => (2, d.clone()),
+            AttachFrame::Exited(c) => (3, c.to_be_bytes().to_vec()),
+        };
+        let mut out = Vec::with_capacity(5 + data.len());
+        out.push(kind);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&data);
+        out
+    }
+
+    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<AttachFrame, FrameError> {
+        let mut head = [0u8; 5];
+        r.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+        if len > 1 << 20 {
+            return Err(FrameError::TooLarge(len));
+        }
+        let mut data = vec![0u8; len as usize];
+        r.read_exact(&mut data).await?;
+        let bad = || FrameError::Io(std::io::Error::other("malformed attach frame"));
+        Ok(match head[0] {
+            0 => AttachFrame::Stdin(data),
+            5 => AttachFrame::StdinClose,
+            4 if data.len() == 4 => AttachFrame::Resize {
+                width: u16::from_be_bytes([data[0], data[1]]),
+                height: u16::from_be_bytes([data[2], data[3]]),
+            },
+            1 => AttachFrame::Stdout(data),
+            2 => AttachFrame::Stderr(data),
+            3 if data.len() == 4 => {
+                AttachFrame::Exited(i32::from_be_bytes([data[0], data[1], data[2], data[3]]))
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// Sends `fds` over a unix socket in one SCM_RIGHTS message (with one byte of data, which
+/// the kernel requires). The socket may be non-blocking: the message is tiny and sent on an
+/// otherwise idle connection.
+pub fn send_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    fds: &[std::os::fd::RawFd],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let iov = [std::io::IoSlice::new(b"F")];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EAGAIN) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives up to `max` fds sent with [`send_fds`]; they are close-on-exec.
+pub async fn recv_fds(
+    sock: &tokio::net::UnixStream,
+    max: usize,
+) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    loop {
+        sock.readable().await?;
+        let mut byte = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let res = sock.try_io(tokio::io::Interest::READABLE, || {
+            recvmsg::<()>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map(|msg| {
+                let mut fds = Vec::new();
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            fds.extend(raw);
+                        }
+                    }
+                }
+                (msg.bytes, fds)
+            })
+            .map_err(std::io::Error::from)
+        });
+        match res {
+            Ok((0, _)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok((_, raw)) => {
+                let fds: Vec<std::os::fd::OwnedFd> = raw
+                    .into_iter()
+                    // SAFETY: the kernel just installed these fds in our table for us alone.
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+                    .collect();
+                if fds.len() > max {
+                    return Err(std::io::Error::other("too many fds in the message"));
+                }
+                return Ok(fds);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

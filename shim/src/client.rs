@@ -6,6 +6,7 @@ use crust_proto::cri::image_service_client::ImageServiceClient;
 use crust_proto::cri::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+#[derive(Clone)]
 pub struct CriClient {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,

@@ -20,6 +20,7 @@ pub struct Config {
     pub image: ImageConfig,
     pub log: LogConfig,
     pub cni: CniConfig,
+    pub streaming: StreamingSection,
     /// Runtime handler names kubelet may ask for through a RuntimeClass (besides the default).
     pub runtime_handlers: Vec<String>,
     /// Size of each pod's /dev/shm, in bytes.
@@ -61,6 +62,49 @@ pub struct ImageConfig {
     pub pinned_images: Vec<String>,
 }
 
+/// The streaming server behind Exec, Attach and PortForward URLs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingSection {
+    /// Address to listen on (kubelet connects to it; keep it on loopback unless kubelet runs
+    /// elsewhere).
+    pub address: String,
+    /// TCP port; 0 picks a free one at start.
+    pub port: u16,
+    /// How long an unused URL stays valid (humantime, e.g. "1m").
+    pub token_ttl: String,
+    /// A session without traffic for this long is closed (e.g. "4h").
+    pub idle_timeout: String,
+}
+
+impl Default for StreamingSection {
+    fn default() -> Self {
+        StreamingSection {
+            address: "127.0.0.1".into(),
+            port: 0,
+            token_ttl: "1m".into(),
+            idle_timeout: "4h".into(),
+        }
+    }
+}
+
+impl StreamingSection {
+    pub fn to_config(&self) -> anyhow::Result<crate::streaming::StreamingConfig> {
+        let ip: std::net::IpAddr = self
+            .address
+            .parse()
+            .map_err(|e| anyhow::anyhow!("streaming.address {:?}: {e}", self.address))?;
+        let dur = |v: &str, key: &str| {
+            humantime::parse_duration(v).map_err(|e| anyhow::anyhow!("streaming.{key} {v:?}: {e}"))
+        };
+        Ok(crate::streaming::StreamingConfig {
+            addr: std::net::SocketAddr::new(ip, self.port),
+            token_ttl: dur(&self.token_ttl, "token_ttl")?,
+            idle_timeout: dur(&self.idle_timeout, "idle_timeout")?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -79,6 +123,7 @@ impl Default for Config {
             image: ImageConfig::default(),
             log: LogConfig::default(),
             cni: CniConfig::default(),
+            streaming: StreamingSection::default(),
             runtime_handlers: vec!["crust".into()],
             shm_size: crust_runtime::pod::DEFAULT_SHM_SIZE,
             cgroup_driver: "cgroupfs".into(),
@@ -166,6 +211,17 @@ max_line_size = 16384
 conf_dir = "/etc/cni/net.d"
 # Where CNI plugins are looked up, in order (Debian's containernetworking-plugins: /usr/lib/cni).
 bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
+
+[streaming]
+# Where the URLs of Exec, Attach and PortForward point (plain HTTP upgraded to SPDY/3.1 or
+# WebSocket). kubelet connects here; keep it on loopback unless kubelet runs elsewhere.
+address = "127.0.0.1"
+# 0 picks a free port at start, as containerd does.
+port = 0
+# How long an unused URL stays valid; each works once.
+token_ttl = "1m"
+# A session with no traffic for this long is closed.
+idle_timeout = "4h"
 "#;
 
 impl Config {

@@ -6,3 +6,4 @@ pub mod config;
 pub mod cri;
 pub mod run_options;
 pub mod sealed;
+pub mod streaming;

@@ -422,6 +422,8 @@ pub fn apparmor_profile(
     host_enabled: bool,
 ) -> Result<Option<String>> {
     use cri::security_profile::ProfileType;
+    // Nothing named: the default applies where it can be, as containerd does it.
+    let implicit = profile.is_none() && deprecated.is_empty();
     let requested: Option<String> = match profile {
         Some(p) => match ProfileType::try_from(p.profile_type) {
             Ok(ProfileType::RuntimeDefault) => Some(APPARMOR_DEFAULT_PROFILE.into()),
@@ -465,7 +467,13 @@ pub fn apparmor_profile(
         )));
     }
     if name == APPARMOR_DEFAULT_PROFILE {
-        ensure_default_apparmor_loaded()?;
+        if let Err(e) = ensure_default_apparmor_loaded() {
+            if implicit {
+                tracing::debug!(err = %e, "running without the default AppArmor profile");
+                return Ok(None);
+            }
+            return Err(e);
+        }
     } else if !apparmor_profile_loaded(&name) {
         return Err(Error::FailedPrecondition(format!(
             "AppArmor profile {name:?} is not loaded on this host"
@@ -481,7 +489,23 @@ fn apparmor_profile_loaded(name: &str) -> bool {
     })
 }
 
+/// Loads crust's default profile once per daemon (a failure is remembered too, so the warning
+/// and the parser run are not repeated for every container).
 fn ensure_default_apparmor_loaded() -> Result<()> {
+    static LOADED: std::sync::OnceLock<std::result::Result<(), String>> =
+        std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            load_default_apparmor().map_err(|e| {
+                tracing::warn!(err = %e, "the default AppArmor profile is unavailable");
+                e.to_string()
+            })
+        })
+        .clone()
+        .map_err(Error::FailedPrecondition)
+}
+
+fn load_default_apparmor() -> Result<()> {
     if apparmor_profile_loaded(APPARMOR_DEFAULT_PROFILE) {
         return Ok(());
     }

@@ -108,6 +108,16 @@ impl MonitorLauncher {
 
 /// Sends one request to the monitor of the pod whose state dir is `dir`.
 pub async fn call(dir: &Path, req: &Request, limit: Duration) -> Result<Reply, MonitorError> {
+    open(dir, req, limit).await.map(|(_, reply)| reply)
+}
+
+/// Sends a request and returns its first reply with the connection, for the requests whose
+/// session continues on it (streaming exec, attach).
+pub async fn open(
+    dir: &Path,
+    req: &Request,
+    limit: Duration,
+) -> Result<(UnixStream, Reply), MonitorError> {
     let socket = dir.join(SOCKET_FILE);
     let exchange = async {
         let connect_err = |e| MonitorError::Connect {
@@ -118,15 +128,15 @@ pub async fn call(dir: &Path, req: &Request, limit: Duration) -> Result<Reply, M
         let mut stream = UnixStream::connect(&addr).await.map_err(connect_err)?;
         monitor::write_frame(&mut stream, req).await?;
         let reply: Reply = monitor::read_frame(&mut stream).await?;
-        Ok::<_, MonitorError>(reply)
+        Ok::<_, MonitorError>((stream, reply))
     };
-    let reply = tokio::time::timeout(limit, exchange)
+    let (stream, reply) = tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| MonitorError::Timeout(limit))??;
     if let Reply::Error { kind, message } = reply {
         return Err(MonitorError::Remote { kind, message });
     }
-    Ok(reply)
+    Ok((stream, reply))
 }
 
 /// True when a monitor answers on `dir`'s socket.

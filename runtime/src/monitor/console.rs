@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A listening console socket in the pod's state dir, for one container create.
 pub struct ConsoleSocket {
@@ -73,26 +73,47 @@ impl Drop for ConsoleSocket {
     }
 }
 
-/// Non-blocking reads from a pty master. EIO (the slave side closed: the container is gone)
-/// reads as end of file.
-pub struct PtyReader(AsyncFd<OwnedFd>);
+/// Non-blocking reads and writes on a pipe end or a pty master, for the monitor's container
+/// stdio and the daemon's exec streams. EIO (a pty whose other side closed: the process is
+/// gone) reads as end of file.
+pub struct FdIo(AsyncFd<OwnedFd>);
 
-impl PtyReader {
-    pub fn new(master: OwnedFd) -> std::io::Result<Self> {
-        let flags = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
+impl FdIo {
+    pub fn new(fd: OwnedFd) -> std::io::Result<Self> {
+        let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
             .map_err(std::io::Error::from)?;
         let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
+        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
             .map_err(std::io::Error::from)?;
-        // SAFETY: `master` is an open, owned fd; the AsyncFd owns it from here on, so it stays
-        // open and refers to the same pty until the AsyncFd is dropped.
-        let fd = unsafe { AsyncFd::register(master) }
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(PtyReader(fd))
+        // SAFETY: `fd` is an open, owned fd; the AsyncFd owns it from here on, so it stays open
+        // and refers to the same file until the AsyncFd is dropped.
+        let fd =
+            unsafe { AsyncFd::register(fd) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(FdIo(fd))
+    }
+
+    /// Sets the terminal size (a pty master).
+    pub fn resize(&self, width: u16, height: u16) -> std::io::Result<()> {
+        set_window_size(self.0.get_ref().as_raw_fd(), width, height)
     }
 }
 
-impl AsyncRead for PtyReader {
+/// TIOCSWINSZ on a pty master: the process on the other side gets SIGWINCH.
+pub fn set_window_size(fd: std::os::fd::RawFd, width: u16, height: u16) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct from a valid pointer; fd is open.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl AsyncRead for FdIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -117,5 +138,33 @@ impl AsyncRead for PtyReader {
                 Err(_would_block) => continue,
             }
         }
+    }
+}
+
+impl AsyncWrite for FdIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = match self.0.poll_write_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(std::io::Error::from)) {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }

@@ -12,9 +12,11 @@
 //! - [`pod_init`]: PID 1 of a pod's shared PID namespace;
 //! - [`client`]: the daemon's side (spawn, requests).
 
+pub mod attach;
 pub mod client;
 pub mod console;
 pub mod exec;
+pub mod exec_stream;
 pub mod log_writer;
 pub mod oom;
 pub mod pin;

@@ -47,23 +47,24 @@ pub struct MonitorArgs {
 /// The container's log file, shared by its stdout and stderr pumps and swapped on reopen.
 type SharedLog = Rc<RefCell<Option<File>>>;
 
-struct Ctr {
-    pid: i32,
-    exit: watch::Sender<Option<ExitRecord>>,
+pub(super) struct Ctr {
+    pub(super) pid: i32,
+    pub(super) exit: watch::Sender<Option<ExitRecord>>,
     exit_dir: PathBuf,
     pumps: Vec<tokio::task::JoinHandle<()>>,
     log_path: String,
     log: SharedLog,
-    bundle: PathBuf,
+    pub(super) bundle: PathBuf,
+    pub(super) attach: Rc<super::attach::AttachPoint>,
 }
 
-struct Monitor {
-    lc_root: PathBuf,
-    dir: PathBuf,
+pub(super) struct Monitor {
+    pub(super) lc_root: PathBuf,
+    pub(super) dir: PathBuf,
     max_log_line: usize,
-    ctrs: RefCell<HashMap<String, Ctr>>,
+    pub(super) ctrs: RefCell<HashMap<String, Ctr>>,
     /// Exec'd processes being waited for, by pid.
-    execs: RefCell<HashMap<i32, tokio::sync::oneshot::Sender<ExitRecord>>>,
+    pub(super) execs: RefCell<HashMap<i32, tokio::sync::oneshot::Sender<ExitRecord>>>,
     shutdown: watch::Sender<bool>,
     socket: PathBuf,
 }
@@ -202,6 +203,14 @@ async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
     };
     tracing::debug!(?req, "request");
     let reply = match req {
+        // These two keep the connection for their whole session.
+        Request::ExecStream {
+            id,
+            cmd,
+            tty,
+            stdin,
+        } => return mon.exec_stream(&id, cmd, tty, stdin, stream).await,
+        Request::Attach { id, stdin } => return mon.attach(&id, stdin, stream).await,
         Request::Create(c) => mon.create(c),
         Request::Start { id } => mon.start(&id),
         Request::Stop {
@@ -243,14 +252,14 @@ async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut sink)).await;
 }
 
-fn err(kind: ErrorKind, message: impl Into<String>) -> Reply {
+pub(super) fn err(kind: ErrorKind, message: impl Into<String>) -> Reply {
     Reply::Error {
         kind,
         message: message.into(),
     }
 }
 
-fn thread_count() -> usize {
+pub(super) fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -285,13 +294,27 @@ impl Monitor {
         let pipes = (|| -> std::io::Result<_> {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let devnull = File::open("/dev/null")?;
-            Ok((out_r, out_w, err_r, err_w, devnull))
+            // A container created with `stdin` (and no terminal) reads a pipe that attach
+            // writes to; otherwise /dev/null.
+            let (stdin, stdin_w): (OwnedFd, Option<OwnedFd>) = if req.stdin && !req.tty {
+                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                (r, Some(w))
+            } else {
+                (File::open("/dev/null")?.into(), None)
+            };
+            Ok((out_r, out_w, err_r, err_w, stdin, stdin_w))
         })();
-        let (out_r, out_w, err_r, err_w, devnull) = match pipes {
+        let (out_r, out_w, err_r, err_w, devnull, stdin_w) = match pipes {
             Ok(p) => p,
             Err(e) => return err(ErrorKind::Failed, format!("stdio pipes: {e}")),
         };
+        let attach = Rc::new(super::attach::AttachPoint::new(req.stdin, req.stdin_once));
+        if let Some(w) = stdin_w {
+            match super::console::FdIo::new(w) {
+                Ok(io) => attach.set_stdin(io, false),
+                Err(e) => return err(ErrorKind::Failed, format!("stdin pipe: {e}")),
+            }
+        }
         let console = if req.tty {
             match super::console::ConsoleSocket::bind(&self.dir, &req.id) {
                 Ok(c) => Some(c),
@@ -332,16 +355,22 @@ impl Monitor {
         let mut pumps = Vec::new();
         if let Some(console) = console {
             // A terminal merges stdout and stderr; CRI logs it as stdout.
-            match console
-                .receive_master()
-                .and_then(super::console::PtyReader::new)
-            {
-                Ok(pty) => pumps.push(tokio::task::spawn_local(pump(
-                    pty,
-                    Stream::Stdout,
-                    log.clone(),
-                    self.max_log_line,
-                ))),
+            let received = console.receive_master().and_then(|master| {
+                // A second handle on the master carries attach's input and resizes.
+                let input = super::console::FdIo::new(master.try_clone()?)?;
+                Ok((super::console::FdIo::new(master)?, input))
+            });
+            match received {
+                Ok((pty, input)) => {
+                    attach.set_stdin(input, true);
+                    pumps.push(tokio::task::spawn_local(pump(
+                        pty,
+                        Stream::Stdout,
+                        log.clone(),
+                        attach.clone(),
+                        self.max_log_line,
+                    )))
+                }
                 Err(e) => {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     return err(
@@ -357,6 +386,7 @@ impl Monitor {
                     rx,
                     stream,
                     log.clone(),
+                    attach.clone(),
                     self.max_log_line,
                 ))),
                 Err(e) => return err(ErrorKind::Failed, format!("watch stdio: {e}")),
@@ -373,6 +403,7 @@ impl Monitor {
                 log_path: req.log_path.clone(),
                 log,
                 bundle: PathBuf::from(&req.bundle),
+                attach,
             },
         );
         tracing::info!(id = %req.id, pid, "container created");
@@ -695,6 +726,7 @@ async fn pump(
     mut rx: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
     log: SharedLog,
+    attach: Rc<super::attach::AttachPoint>,
     max_line: usize,
 ) {
     let mut splitter = LineSplitter::new(max_line);
@@ -707,6 +739,9 @@ async fn pump(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => 0,
         };
+        if n > 0 {
+            attach.output(stream, &buf[..n]);
+        }
         let mut emit = |c: &[u8], p: bool| records.push((c.to_vec(), p));
         if n == 0 {
             splitter.finish(&mut emit);

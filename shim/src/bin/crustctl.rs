@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use crust_proto::cri;
 use crust_shim::client::{CriClient, connect};
 use crust_shim::run_options::{ContainerFlags, LimitFlags};
+use crust_shim::streaming::StreamOptions;
+use crust_shim::streaming::client::Transport;
 
 const RUN_LABEL: &str = "io.crust.run";
 
@@ -100,11 +102,21 @@ enum Cmd {
         timestamps: bool,
         container: String,
     },
-    /// Run a command in a running container and print its output (exits with its code).
+    /// Run a command in a running container (exits with its code). Without -i/-t it runs
+    /// through ExecSync and prints the output; with them it streams (CRI Exec).
     Exec {
-        /// Seconds before the command is killed (0: no limit).
+        /// Seconds before the command is killed (0: no limit; ExecSync only).
         #[arg(long, default_value_t = 0)]
         timeout: i64,
+        /// Keep stdin open and send it to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Allocate a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Streaming protocol: spdy or websocket.
+        #[arg(long, default_value = "spdy")]
+        transport: Transport,
         container: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -130,6 +142,24 @@ enum Cmd {
         #[arg(short = 'f', long)]
         force: bool,
         containers: Vec<String>,
+    },
+    /// Attach to a running container's output (and its stdin, when it was created with one).
+    Attach {
+        /// Do not send this terminal's input.
+        #[arg(long)]
+        no_stdin: bool,
+        #[arg(long, default_value = "spdy")]
+        transport: Transport,
+        container: String,
+    },
+    /// Forward local ports to ports in a pod: LOCAL:REMOTE (or PORT for both), repeatable.
+    PortForward {
+        #[arg(long, default_value = "spdy")]
+        transport: Transport,
+        /// Pod name or id.
+        pod: String,
+        #[arg(required = true)]
+        ports: Vec<String>,
     },
     /// Show a container's status as JSON.
     Inspect { container: String },
@@ -265,9 +295,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             follow_log(&mut c, &id, &st.log_path, follow, tail, timestamps).await?;
         }
         Cmd::Exec {
+            interactive,
+            tty,
+            transport,
+            container,
+            command,
+            ..
+        } if interactive || tty => {
+            let id = resolve(&mut c, &container).await?;
+            let url = c
+                .runtime
+                .exec(cri::ExecRequest {
+                    container_id: id,
+                    cmd: command,
+                    tty,
+                    stdin: interactive,
+                    stdout: true,
+                    stderr: !tty,
+                })
+                .await?
+                .into_inner()
+                .url;
+            let opts = StreamOptions {
+                stdin: interactive,
+                stdout: true,
+                stderr: !tty,
+                tty,
+            };
+            let session =
+                crust_shim::streaming::client::remotecommand(&url, transport, opts).await?;
+            return crust_shim::streaming::terminal::run(session, tty)
+                .await
+                .map_err(|e| anyhow!("exec: {e}"));
+        }
+        Cmd::Exec {
             timeout,
             container,
             command,
+            ..
         } => {
             let id = resolve(&mut c, &container).await?;
             let r = c
@@ -319,6 +384,56 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 println!("{name}");
             }
         }
+        Cmd::Attach {
+            no_stdin,
+            transport,
+            container,
+        } => {
+            let id = resolve(&mut c, &container).await?;
+            let verbose = c
+                .runtime
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: true,
+                })
+                .await?
+                .into_inner();
+            let info: serde_json::Value = verbose
+                .info
+                .get("info")
+                .and_then(|i| serde_json::from_str(i).ok())
+                .unwrap_or_default();
+            let tty = info["config"]["tty"].as_bool().unwrap_or(false);
+            let stdin = !no_stdin && info["config"]["stdin"].as_bool().unwrap_or(false);
+            let url = c
+                .runtime
+                .attach(cri::AttachRequest {
+                    container_id: id,
+                    stdin,
+                    tty,
+                    stdout: true,
+                    stderr: !tty,
+                })
+                .await?
+                .into_inner()
+                .url;
+            let opts = StreamOptions {
+                stdin,
+                stdout: true,
+                stderr: !tty,
+                tty,
+            };
+            let session =
+                crust_shim::streaming::client::remotecommand(&url, transport, opts).await?;
+            return crust_shim::streaming::terminal::run(session, tty)
+                .await
+                .map_err(|e| anyhow!("attach: {e}"));
+        }
+        Cmd::PortForward {
+            transport,
+            pod,
+            ports,
+        } => return port_forward(&mut c, transport, &pod, &ports).await,
         Cmd::Inspect { container } => {
             let id = resolve(&mut c, &container).await?;
             let st = c
@@ -365,6 +480,69 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `crustctl port-forward`: one listener per LOCAL:REMOTE pair, until interrupted.
+async fn port_forward(
+    c: &mut CriClient,
+    transport: Transport,
+    pod: &str,
+    ports: &[String],
+) -> anyhow::Result<i32> {
+    let pod_id = resolve_pod(c, pod).await?;
+    let mut pairs = Vec::new();
+    for p in ports {
+        let (local, remote) = p.split_once(':').unwrap_or((p, p));
+        let parse = |v: &str| {
+            v.parse::<u16>()
+                .map_err(|_| anyhow!("port-forward {p}: expected LOCAL:REMOTE port numbers"))
+        };
+        pairs.push((parse(local)?, parse(remote)?));
+    }
+    let mut tasks = Vec::new();
+    for (local, remote) in pairs {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", local))
+            .await
+            .with_context(|| format!("listen on 127.0.0.1:{local}"))?;
+        println!("Forwarding from {} -> {remote}", listener.local_addr()?);
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: pod_id.clone(),
+            port: vec![remote.into()],
+        };
+        let first = c.runtime.port_forward(req.clone()).await?.into_inner().url;
+        let client = c.clone();
+        let next = move || {
+            let mut client = client.clone();
+            let req = req.clone();
+            async move { Ok(client.runtime.port_forward(req).await?.into_inner().url) }
+        };
+        tasks.push(tokio::spawn(crust_shim::streaming::terminal::forward(
+            first, next, transport, listener, remote,
+        )));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(0)
+}
+
+/// A pod id from an id, an id prefix or a pod name.
+async fn resolve_pod(c: &mut CriClient, name: &str) -> anyhow::Result<String> {
+    let items = c
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    let hits: Vec<&cri::PodSandbox> = items
+        .iter()
+        .filter(|p| p.id.starts_with(name) || p.metadata.as_ref().is_some_and(|m| m.name == name))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => bail!("no pod named {name}"),
+        _ => bail!("{name} matches several pods; use a longer id"),
+    }
 }
 
 fn spec(image: &str) -> cri::ImageSpec {

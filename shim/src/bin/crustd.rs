@@ -192,8 +192,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         "crustd serving CRI v1"
     );
 
+    let streaming =
+        crust_shim::streaming::StreamingServer::start(cfg.streaming.to_config()?, engine.clone())
+            .await
+            .context("start the streaming server")?;
     let svc = CriService {
         engine: engine.clone(),
+        streaming: Some(streaming),
     };
     const MAX_MSG: usize = 16 << 20;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -10,6 +10,7 @@ mod pods;
 mod runtime_info;
 mod service;
 mod stats;
+mod streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use tonic::{Code, Response, Status};
 #[derive(Clone)]
 pub struct CriService {
     pub engine: Arc<Engine>,
+    /// Serves the URLs Exec, Attach and PortForward return.
+    pub streaming: Option<Arc<crate::streaming::StreamingServer>>,
 }
 
 /// Maps an engine error to the gRPC status kubelet and crictl act on.

@@ -6,7 +6,9 @@ use crust_proto::cri::image_service_server::ImageService;
 use crust_proto::cri::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::{CriService, containers, events, images, instrument, pods, runtime_info, stats};
+use super::{
+    CriService, containers, events, images, instrument, pods, runtime_info, stats, streams,
+};
 
 fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by crust yet"))
@@ -176,23 +178,37 @@ impl RuntimeService for CriService {
 
     async fn exec(
         &self,
-        _request: Request<cri::ExecRequest>,
+        request: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
+        let req = request.into_inner();
+        let id = streams::exec_id(&req);
+        let s = self.streaming.as_deref();
+        instrument("Exec", &id, streams::exec(&self.engine, s, req)).await
     }
 
     async fn attach(
         &self,
-        _request: Request<cri::AttachRequest>,
+        request: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+        let req = request.into_inner();
+        let id = streams::attach_id(&req);
+        let s = self.streaming.as_deref();
+        instrument("Attach", &id, streams::attach(&self.engine, s, req)).await
     }
 
     async fn port_forward(
         &self,
-        _request: Request<cri::PortForwardRequest>,
+        request: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        let req = request.into_inner();
+        let id = streams::port_forward_id(&req);
+        let s = self.streaming.as_deref();
+        instrument(
+            "PortForward",
+            &id,
+            streams::port_forward(&self.engine, s, req),
+        )
+        .await
     }
 
     async fn container_stats(

@@ -19,6 +19,9 @@ use crate::store::{
 };
 use crate::{fsutil, ids, now_nanos, pod};
 
+mod streams;
+pub use streams::{AttachSession, ExecSession};
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Persistent data (images, records, container layers).
@@ -1037,6 +1040,8 @@ impl Engine {
                 log_path: rec.log_path.clone(),
                 exit_dir: exit_dir.display().to_string(),
                 tty: rec.config.tty,
+                stdin: rec.config.stdin,
+                stdin_once: rec.config.stdin_once,
             }),
             CREATE_TIMEOUT,
         )
