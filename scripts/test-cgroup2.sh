@@ -33,17 +33,20 @@ exe() { cargo test -p crust-e2e --no-run --message-format=json 2>/dev/null |
 LIFECYCLE=$(exe lifecycle)
 STATS=$(exe exec_logs_stats)
 SECURITY=$(exe security)
-[ -n "$LIFECYCLE" ] && [ -n "$STATS" ] && [ -n "$SECURITY" ] ||
+STREAMING=$(exe streaming)
+[ -n "$LIFECYCLE" ] && [ -n "$STATS" ] && [ -n "$SECURITY" ] && [ -n "$STREAMING" ] ||
   { echo "test-cgroup2: test binaries not found" >&2; exit 1; }
 
 # By default every pod/container lifecycle test (pod and container cgroups, limits, resizes, the
 # systemd driver's tree, PID namespaces, sysctls), every exec/log/stats/events test (exec
 # joining the container's cgroup, cgroup v2 stats) and the security tests whose enforcement
-# differs on v2 (the device cgroup is an eBPF program there); arguments narrow it to matching
-# names.
+# differs on v2 (the device cgroup is an eBPF program there) and the streaming execs (which
+# join the container's v2 cgroup); arguments narrow it to matching names.
 FILTERS=("$@")
 SECURITY_FILTERS=("${FILTERS[@]+${FILTERS[@]}}")
+STREAMING_FILTERS=("${FILTERS[@]+${FILTERS[@]}}")
 [ ${#FILTERS[@]} -gt 0 ] || SECURITY_FILTERS=(devices_and_cdi privileged_needs)
+[ ${#FILTERS[@]} -gt 0 ] || STREAMING_FILTERS=(exec_streams exec_with_a_terminal)
 cat >"$VM/guest-tests.sh" <<SH
 set -u
 echo "cgroup hierarchy in the guest: \$(stat -f -c %T /sys/fs/cgroup)"
@@ -52,6 +55,7 @@ rc=0
 $LIFECYCLE --test-threads=1 ${FILTERS[*]+${FILTERS[*]}} || rc=1
 $STATS --test-threads=1 ${FILTERS[*]+${FILTERS[*]}} || rc=1
 $SECURITY --test-threads=1 ${SECURITY_FILTERS[*]} || rc=1
+$STREAMING --test-threads=1 ${STREAMING_FILTERS[*]} || rc=1
 exit \$rc
 SH
 P=$VM KT_OUT=file bash ci/vm/kvm-run.sh -t 1800 -s "$PWD" -C "$PWD" \

@@ -16,6 +16,8 @@ use cri::runtime_service_client::RuntimeServiceClient;
 pub use crust_proto::cri;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod kubeapi;
+
 /// Stretches a test time limit by E2E_TIMEOUT_SCALE (e.g. 10 under qemu's software
 /// emulation, where everything runs 5-50x slower). Limits only: nothing waits longer than it
 /// must.

@@ -187,7 +187,7 @@ fn processes_named(needle: &str) -> Vec<i32> {
 
 #[tokio::test]
 async fn urls_are_single_use_expire_and_disconnects_kill_the_command() {
-    let d = Daemon::start_with("[streaming]\ntoken_ttl = \"2s\"")
+    let d = Daemon::start_with("[streaming]\ntoken_ttl = \"2s\"\nidle_timeout = \"2s\"")
         .await
         .unwrap();
     let mut c = d.cri().await.unwrap();
@@ -260,6 +260,46 @@ async fn urls_are_single_use_expire_and_disconnects_kill_the_command() {
             "{t:?}: the exec survived its client"
         );
         eprintln!("{t:?}: exec gone {:?} after its client", t0.elapsed());
+    }
+
+    // Idle sessions end (and their command with them); traffic in either direction counts.
+    for t in BOTH {
+        let url = exec_url(
+            &mut c,
+            &id,
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5 6; do echo tick; sleep 0.5; done",
+            ],
+            false,
+            false,
+        )
+        .await;
+        let (out, _, status) = finish(
+            client::remotecommand(&url, t, opts(false, false))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (out.matches("tick").count(), status),
+            (6, Ok(0)),
+            "{t:?}: output kept it alive"
+        );
+        let url = exec_url(&mut c, &id, &["sh", "-c", "sleep 4343"], false, false).await;
+        let s = client::remotecommand(&url, t, opts(false, false))
+            .await
+            .unwrap();
+        let (_, _, status) = finish(s).await;
+        assert!(
+            status.is_err(),
+            "{t:?}: an idle session must not end as a success: {status:?}"
+        );
+        assert!(
+            eventually(LONG, || async { processes_named("sleep 4343").is_empty() }).await,
+            "{t:?}: the idle session's command survived"
+        );
     }
 
     // Bad requests.
@@ -617,4 +657,129 @@ async fn crustctl_exec_attach_and_port_forward() {
     let _ = pf.kill();
     let _ = pf.wait();
     assert!(body.contains("via-crustctl"), "{body}");
+}
+
+/// kubectl (the Go client, its SPDY and WebSocket code) against crust, through a fake API
+/// server that proxies the upgraded connection the way kubelet does. Multi-threaded: the
+/// fake server keeps serving while this test blocks on kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_and_port_forward_work_against_crust() {
+    let Some(kubectl) = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("SKIP: kubectl is not installed");
+        return;
+    };
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("kubectl").await;
+    let script =
+        "mkdir -p /www && echo via-kubectl > /www/index.html && exec httpd -f -p 8080 -h /www";
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config("web", &image, &["sh", "-c", script]),
+        )
+        .await
+        .unwrap();
+    let api = crust_e2e::kubeapi::serve(
+        d.cri().await.unwrap(),
+        crust_e2e::kubeapi::FakePod {
+            name: "web".into(),
+            pod_id: pod.clone(),
+            container_id: id.clone(),
+        },
+    )
+    .await;
+    let cache = d.dir.path().join("kube-cache");
+    let kubectl_cmd = |args: &[&str], websockets: bool| {
+        let mut cmd = std::process::Command::new(kubectl);
+        cmd.env("HOME", d.dir.path())
+            .env("KUBECONFIG", "/dev/null")
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets.to_string())
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+            .arg("--server")
+            .arg(&api)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args);
+        cmd
+    };
+    for websockets in [false, true] {
+        let mut child = kubectl_cmd(
+            &[
+                "exec",
+                "-i",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo to-stderr >&2; exit 3",
+            ],
+            websockets,
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"through kubectl\n")
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "through kubectl\n",
+            "websockets={websockets}: {stderr}"
+        );
+        assert!(stderr.contains("to-stderr"), "{stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "websockets={websockets}: {stderr}"
+        );
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut pf = kubectl_cmd(
+        &["port-forward", "pod/web", &format!("{local}:8080")],
+        false,
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            body.clear();
+            let _ = s.read_to_string(&mut body);
+            if body.contains("via-kubectl") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(
+        body.contains("via-kubectl"),
+        "kubectl port-forward: {body:?}"
+    );
 }

@@ -300,6 +300,7 @@ async fn ws_remotecommand(url: &str, opts: StreamOptions) -> anyhow::Result<Sess
             }
         }
         // The session was dropped: say goodbye, so the server ends (and kills) the command.
+        let _ = sink.send(ws::normal_close()).await;
         let _ = sink.close().await;
     });
     let stdin = opts.stdin.then(|| {

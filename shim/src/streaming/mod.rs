@@ -278,6 +278,53 @@ impl StreamingServer {
     }
 }
 
+/// When a session last carried traffic, in either direction.
+#[derive(Clone)]
+pub struct Activity(Arc<(Instant, std::sync::atomic::AtomicU64)>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(Arc::new((
+            Instant::now(),
+            std::sync::atomic::AtomicU64::new(0),
+        )))
+    }
+}
+
+impl Activity {
+    pub fn touch(&self) {
+        let ms = self.0.0.elapsed().as_millis() as u64;
+        self.0.1.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let last = self.0.1.load(std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .0
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+
+    /// Runs `fut`; None when the session saw no traffic either way for `idle` first.
+    pub async fn or_idle<T>(
+        &self,
+        idle: Duration,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::pin!(fut);
+        loop {
+            let remaining = idle.saturating_sub(self.idle_for());
+            if remaining.is_zero() {
+                return None;
+            }
+            tokio::select! {
+                v = &mut fut => return Some(v),
+                _ = tokio::time::sleep(remaining) => {}
+            }
+        }
+    }
+}
+
 /// Which streams a remotecommand session carries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StreamOptions {

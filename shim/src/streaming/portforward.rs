@@ -29,8 +29,8 @@ pub async fn serve_spdy(
     let errors: ErrorStreams = Arc::default();
     let mut inputs: HashMap<u32, mpsc::Sender<Option<Vec<u8>>>> = HashMap::new();
     loop {
-        let ev = match tokio::time::timeout(idle, events.recv()).await {
-            Ok(Some(e)) => e,
+        let ev = match writer.activity.or_idle(idle, events.recv()).await {
+            Some(Some(e)) => e,
             _ => break,
         };
         match ev {
@@ -174,8 +174,11 @@ pub async fn serve_ws<S>(
 {
     let (mut sink, mut source) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(32);
+    let activity = super::Activity::default();
+    let out_activity = activity.clone();
     let writer = tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
+            out_activity.touch();
             let close = matches!(m, Message::Close(_));
             if sink.send(m).await.is_err() || close {
                 break;
@@ -226,7 +229,7 @@ pub async fn serve_ws<S>(
                         }
                     }
                     if open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-                        let _ = out.send(Message::Close(None)).await;
+                        let _ = out.send(super::ws::normal_close()).await;
                     }
                 });
             }
@@ -237,10 +240,11 @@ pub async fn serve_ws<S>(
         }
     }
     loop {
-        let msg = match tokio::time::timeout(idle, source.next()).await {
-            Ok(Some(Ok(m))) => m,
+        let msg = match activity.or_idle(idle, source.next()).await {
+            Some(Some(Ok(m))) => m,
             _ => break,
         };
+        activity.touch();
         match msg {
             Message::Binary(b) if !b.is_empty() => {
                 if let Some(tx) = inputs.get(&b[0])
@@ -254,7 +258,7 @@ pub async fn serve_ws<S>(
         }
     }
     drop(inputs);
-    let _ = out_tx.send(Message::Close(None)).await;
+    let _ = out_tx.send(super::ws::normal_close()).await;
     drop(out_tx);
     let _ = writer.await;
 }

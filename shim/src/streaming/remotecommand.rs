@@ -164,7 +164,9 @@ pub async fn spdy_streams(
     let stderr = out_sender("stderr");
     let stdin_id = id_of("stdin");
     let resize_id = id_of("resize");
-    // Input: stdin and resize data until the client closes or goes quiet for `idle`.
+    // Input: stdin and resize data until the client closes or the session goes quiet for
+    // `idle` (no traffic either way).
+    let activity = writer.activity.clone();
     tokio::spawn(async move {
         let mut stdin_tx = Some(stdin_tx);
         let mut resize_buf = Vec::new();
@@ -172,8 +174,8 @@ pub async fn spdy_streams(
         loop {
             let ev = match pending.next() {
                 Some(e) => e,
-                None => match tokio::time::timeout(idle, events.recv()).await {
-                    Ok(Some(e)) => e,
+                None => match activity.or_idle(idle, events.recv()).await {
+                    Some(Some(e)) => e,
                     _ => break,
                 },
             };

@@ -547,10 +547,13 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Frame>,
+    /// Traffic in either direction, for the idle timeout.
+    pub activity: super::Activity,
 }
 
 impl Writer {
     pub async fn send(&self, f: Frame) -> bool {
+        self.activity.touch();
         self.tx.send(f).await.is_ok()
     }
 
@@ -617,7 +620,11 @@ where
         }
         let _ = wr.shutdown().await;
     });
-    let writer = Writer { tx: frames_tx };
+    let activity = super::Activity::default();
+    let writer = Writer {
+        tx: frames_tx,
+        activity: activity.clone(),
+    };
     // The reader answers pings and grants window through a weak handle: once every Writer
     // the session's users hold is gone, the writer task ends and the connection closes.
     let weak = writer.tx.downgrade();
@@ -645,6 +652,7 @@ where
                     }
                 };
                 buf.drain(..used);
+                activity.touch();
                 let ev = match frame {
                     Frame::SynStream {
                         stream_id,

@@ -25,6 +25,15 @@ pub const RESIZE: u8 = 4;
 /// v5's close signal channel.
 pub const CLOSE: u8 = 255;
 
+/// A close frame with status 1000: Go's websocket clients treat any other close (including
+/// one without a status) as an error on every channel still being read.
+pub fn normal_close() -> Message {
+    Message::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
+
 /// A stream that first yields bytes read past the HTTP head.
 pub struct Prefixed<S> {
     prefix: Vec<u8>,
@@ -115,6 +124,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut source) = socket.split();
+    let activity = super::Activity::default();
+    let out_activity = activity.clone();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
     let (done_tx, done_rx) = oneshot::channel::<Outcome>();
@@ -143,6 +154,7 @@ where
     // Writer: output, then the status on the error channel, then a close frame.
     tokio::spawn(async move {
         while let Some((channel, data)) = out_rx.recv().await {
+            out_activity.touch();
             if sink
                 .send(channel_message(&stdout_proto, channel, &data))
                 .await
@@ -162,7 +174,7 @@ where
                 .send(channel_message(&stdout_proto, ERROR, &body))
                 .await;
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
     });
     let protocol = protocol.to_string();
@@ -170,10 +182,11 @@ where
         let mut stdin_tx = Some(stdin_tx);
         let mut resize_buf = Vec::new();
         loop {
-            let msg = match tokio::time::timeout(idle, source.next()).await {
-                Ok(Some(Ok(m))) => m,
+            let msg = match activity.or_idle(idle, source.next()).await {
+                Some(Some(Ok(m))) => m,
                 _ => break,
             };
+            activity.touch();
             if matches!(msg, Message::Close(_)) {
                 break;
             }
