@@ -75,6 +75,9 @@ pub struct StreamingSection {
     pub token_ttl: String,
     /// A session without traffic for this long is closed (e.g. "4h").
     pub idle_timeout: String,
+    /// Serve HTTPS with this PEM certificate chain (with `tls_key_file`); empty: plain HTTP.
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 impl Default for StreamingSection {
@@ -84,6 +87,8 @@ impl Default for StreamingSection {
             port: 0,
             token_ttl: "1m".into(),
             idle_timeout: "4h".into(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -97,10 +102,18 @@ impl StreamingSection {
         let dur = |v: &str, key: &str| {
             humantime::parse_duration(v).map_err(|e| anyhow::anyhow!("streaming.{key} {v:?}: {e}"))
         };
+        let tls = match (self.tls_cert_file.as_str(), self.tls_key_file.as_str()) {
+            ("", "") => None,
+            ("", _) | (_, "") => {
+                anyhow::bail!("streaming.tls_cert_file and streaming.tls_key_file go together")
+            }
+            (c, k) => Some((c.into(), k.into())),
+        };
         Ok(crate::streaming::StreamingConfig {
             addr: std::net::SocketAddr::new(ip, self.port),
             token_ttl: dur(&self.token_ttl, "token_ttl")?,
             idle_timeout: dur(&self.idle_timeout, "idle_timeout")?,
+            tls,
         })
     }
 }
@@ -222,6 +235,9 @@ port = 0
 token_ttl = "1m"
 # A session with no traffic for this long is closed.
 idle_timeout = "4h"
+# Serve HTTPS with this PEM certificate chain and key (both or neither); URLs then say https.
+tls_cert_file = ""
+tls_key_file = ""
 "#;
 
 impl Config {

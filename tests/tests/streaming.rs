@@ -783,3 +783,65 @@ async fn kubectl_exec_and_port_forward_work_against_crust() {
         "kubectl port-forward: {body:?}"
     );
 }
+
+/// With `streaming.tls_cert_file`/`tls_key_file` the URLs are https and both protocols run
+/// over TLS; a client must trust the CA.
+#[tokio::test]
+async fn streaming_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().display().to_string();
+    let script = format!(
+        "set -e; cd {dir}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=crust-test-ca 2>/dev/null; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out req.csr -subj /CN=127.0.0.1 2>/dev/null; \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf; \
+         openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 1 -extfile ext.cnf 2>/dev/null"
+    );
+    assert!(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success(),
+        "openssl"
+    );
+    let d = Daemon::start_with(&format!(
+        "[streaming]\ntls_cert_file = \"{dir}/cert.pem\"\ntls_key_file = \"{dir}/key.pem\""
+    ))
+    .await
+    .unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = crust_e2e::registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("tls", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config("target", &image, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    let url = exec_url(&mut c, &id, &["echo", "secure"], false, false).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // Plain HTTP to a TLS server gets nowhere.
+    let plain = url.replacen("https://", "http://", 1);
+    assert!(
+        client::remotecommand(&plain, Transport::Spdy, opts(false, false))
+            .await
+            .is_err()
+    );
+    crust_shim::streaming::tls::trust_ca_file(&certs.path().join("ca.pem")).unwrap();
+    for t in BOTH {
+        let url = exec_url(&mut c, &id, &["echo", "secure"], false, false).await;
+        let (out, _, status) = finish(
+            client::remotecommand(&url, t, opts(false, false))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((out.as_str(), status), ("secure\n", Ok(0)), "{t:?}");
+    }
+}

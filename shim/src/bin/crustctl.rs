@@ -39,6 +39,9 @@ struct Cli {
         default_value = "/var/log/crust"
     )]
     log_root: PathBuf,
+    /// CA certificate (PEM) that signed an https streaming server's certificate.
+    #[arg(long, global = true, env = "CRUST_STREAMING_CA")]
+    streaming_ca: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -221,6 +224,9 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    if let Some(ca) = &cli.streaming_ca {
+        crust_shim::streaming::tls::trust_ca_file(ca)?;
+    }
     let mut c = connect(&cli.socket).await?;
     match cli.cmd {
         Cmd::Pull { image } => {

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -73,12 +72,13 @@ pub fn parse_status(body: &[u8]) -> Result<i32, String> {
         .to_string())
 }
 
-fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("streaming URL {url} is not http://"))?;
+/// (scheme, host:port, path) of a streaming URL.
+fn split_url(url: &str) -> anyhow::Result<(String, String, String)> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow!("streaming URL {url} has no scheme"))?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok((host.to_string(), format!("/{path}")))
+    Ok((scheme.to_string(), host.to_string(), format!("/{path}")))
 }
 
 /// Connects and upgrades to SPDY/3.1, offering `protocols`; returns the negotiated one.
@@ -86,11 +86,8 @@ pub async fn spdy_connect(
     url: &str,
     protocols: &[&str],
 ) -> anyhow::Result<(String, Writer, mpsc::Receiver<Event>)> {
-    let (host, path) = split_url(url)?;
-    let mut tcp = TcpStream::connect(&host)
-        .await
-        .with_context(|| format!("connect to {host}"))?;
-    tcp.set_nodelay(true)?;
+    let (scheme, host, path) = split_url(url)?;
+    let mut tcp = super::tls::connect(&scheme, &host).await?;
     let mut req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n"
     );
@@ -117,12 +114,12 @@ pub async fn spdy_connect(
 async fn ws_connect(
     url: &str,
     protocols: &[&str],
-) -> anyhow::Result<(String, tokio_tungstenite::WebSocketStream<TcpStream>)> {
-    let (host, path) = split_url(url)?;
-    let tcp = TcpStream::connect(&host)
-        .await
-        .with_context(|| format!("connect to {host}"))?;
-    tcp.set_nodelay(true)?;
+) -> anyhow::Result<(
+    String,
+    tokio_tungstenite::WebSocketStream<Box<dyn super::tls::Io>>,
+)> {
+    let (scheme, host, path) = split_url(url)?;
+    let tcp = super::tls::connect(&scheme, &host).await?;
     let mut req = format!("ws://{host}{path}").into_client_request()?;
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocols.join(", ").parse()?);

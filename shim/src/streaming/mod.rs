@@ -10,6 +10,7 @@ mod portforward;
 mod remotecommand;
 pub mod spdy;
 pub mod terminal;
+pub mod tls;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use crust_proto::cri;
 use crust_runtime::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// remotecommand subprotocols crust speaks, most preferred first.
 pub const REMOTECOMMAND_PROTOCOLS: &[&str] = &[
@@ -44,6 +45,8 @@ pub struct StreamingConfig {
     pub token_ttl: Duration,
     /// A session with no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// Serve HTTPS with this PEM certificate chain and key (both or neither).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for StreamingConfig {
@@ -52,6 +55,7 @@ impl Default for StreamingConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_ttl: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(4 * 3600),
+            tls: None,
         }
     }
 }
@@ -84,10 +88,15 @@ pub struct StreamingServer {
 impl StreamingServer {
     /// Binds the listener and starts serving.
     pub async fn start(cfg: StreamingConfig, engine: Arc<Engine>) -> std::io::Result<Arc<Self>> {
+        let acceptor = match &cfg.tls {
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            None => None,
+        };
         let listener = TcpListener::bind(cfg.addr).await?;
         let local = listener.local_addr()?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         let server = Arc::new(StreamingServer {
-            base_url: format!("http://{local}"),
+            base_url: format!("{scheme}://{local}"),
             cfg,
             engine,
             tokens: Mutex::new(HashMap::new()),
@@ -98,8 +107,23 @@ impl StreamingServer {
                 match listener.accept().await {
                     Ok((conn, peer)) => {
                         let s = s.clone();
+                        let acceptor = acceptor.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = s.handle(conn).await {
+                            let _ = conn.set_nodelay(true);
+                            let result = match acceptor {
+                                Some(a) => match tokio::time::timeout(
+                                    Duration::from_secs(30),
+                                    a.accept(conn),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(tls)) => s.handle(tls).await,
+                                    Ok(Err(e)) => Err(e),
+                                    Err(_) => Ok(()),
+                                },
+                                None => s.handle(conn).await,
+                            };
+                            if let Err(e) = result {
                                 tracing::debug!(%peer, err = %e, "streaming connection ended");
                             }
                         });
@@ -138,8 +162,10 @@ impl StreamingServer {
         (p.path() == kind && created.elapsed() < self.cfg.token_ttl).then_some(p)
     }
 
-    async fn handle(self: Arc<Self>, mut conn: TcpStream) -> std::io::Result<()> {
-        conn.set_nodelay(true)?;
+    async fn handle<S>(self: Arc<Self>, mut conn: S) -> std::io::Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (head, leftover) =
             match tokio::time::timeout(Duration::from_secs(30), read_head(&mut conn)).await {
                 Ok(r) => r?,
@@ -371,7 +397,11 @@ fn query_ports(path: &str) -> Option<Vec<u16>> {
     (!ports.is_empty()).then_some(ports)
 }
 
-async fn respond(conn: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+async fn respond<S: tokio::io::AsyncWrite + Unpin>(
+    conn: &mut S,
+    status: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -728,28 +728,64 @@ mod tests {
         assert!(DICTIONARY.ends_with(b",*,enq=0."));
     }
 
-    /// A SYN_STREAM as Kubernetes' Go client sends it for an exec's error stream, captured
-    /// from the wire: header block compressed with the SPDY/3 dictionary.
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Runs a Python snippet (zlib there is an independent implementation) and returns its
+    /// stdout.
+    fn python(script: &str) -> String {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("python3 is installed (scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Our header blocks inflate in another zlib with the same dictionary.
+    #[test]
+    fn encodes_headers_a_zlib_peer_can_read() {
+        let mut enc = HeaderEncoder::default();
+        let headers = vec![
+            ("streamtype".to_string(), "stdout".to_string()),
+            ("port".to_string(), "8080".to_string()),
+        ];
+        let first = enc.encode(&headers).unwrap();
+        let second = enc.encode(&headers).unwrap();
+        let got = python(&format!(
+            "import zlib\nd=zlib.decompressobj(zdict=bytes.fromhex('{}'))\na=d.decompress(bytes.fromhex('{}'))\nb=d.decompress(bytes.fromhex('{}'))\nprint(a.hex()+' '+b.hex())",
+            hex(&DICTIONARY),
+            hex(&first),
+            hex(&second)
+        ));
+        let (a, b) = got.trim().split_once(' ').unwrap();
+        for raw in [unhex(a), unhex(b)] {
+            assert_eq!(parse_header_block(&raw).unwrap(), headers);
+        }
+    }
+
+    /// A SYN_STREAM whose header block another zlib compressed with the SPDY/3 dictionary, as
+    /// Kubernetes' Go client sends it for an exec's error stream.
     #[test]
     fn decodes_a_frame_from_a_zlib_peer() {
-        // Built with Python's zlib (an independent implementation) from the same dictionary:
-        // zlib.compressobj(zdict=DICTIONARY) over {"streamtype": "error"}, sync-flushed.
-        let python = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(format!(
-                "import zlib,sys\nd=bytes.fromhex('{}')\nc=zlib.compressobj(zdict=d)\nb=(1).to_bytes(4,'big')+(10).to_bytes(4,'big')+b'streamtype'+(5).to_bytes(4,'big')+b'error'\nsys.stdout.write((c.compress(b)+c.flush(zlib.Z_SYNC_FLUSH)).hex())",
-                DICTIONARY.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            ))
-            .output();
-        let Ok(out) = python else { return };
-        if !out.status.success() {
-            return;
-        }
-        let hex = String::from_utf8(out.stdout).unwrap();
-        let block: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+        let block = unhex(python(&format!(
+            "import zlib,sys\nd=bytes.fromhex('{}')\nc=zlib.compressobj(zdict=d)\nb=(1).to_bytes(4,'big')+(10).to_bytes(4,'big')+b'streamtype'+(5).to_bytes(4,'big')+b'error'\nsys.stdout.write((c.compress(b)+c.flush(zlib.Z_SYNC_FLUSH)).hex())",
+            hex(&DICTIONARY)
+        ))
+        .trim());
         let mut frame = vec![0x80, 0x03, 0x00, 0x01, 0x00];
         let len = 10 + block.len();
         frame.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
