@@ -845,3 +845,52 @@ async fn streaming_over_tls() {
         assert_eq!((out.as_str(), status), ("secure\n", Ok(0)), "{t:?}");
     }
 }
+
+/// Attach to a container with a terminal: input goes to its pty and resizes reach it.
+#[tokio::test]
+async fn attach_to_a_terminal_container_with_resizes() {
+    let PodFixture {
+        d: _d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("attach-tty").await;
+    let mut cfg = container_config("shell", &image, &["sh"]);
+    cfg.stdin = true;
+    cfg.tty = true;
+    let id = c.run(&pod, &pc, cfg).await.unwrap();
+    for (t, (w, h)) in BOTH.into_iter().zip([(90u16, 30u16), (120, 45)]) {
+        let url =
+            c.rt.attach(cri::AttachRequest {
+                container_id: id.clone(),
+                stdin: true,
+                tty: true,
+                stdout: true,
+                stderr: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = client::remotecommand(&url, t, opts(true, true))
+            .await
+            .unwrap();
+        s.resize.send((w, h)).await.unwrap();
+        let stdin = s.stdin.take().unwrap();
+        // The resize and the input travel separately: ask until the new size shows.
+        let mut seen = String::new();
+        for _ in 0..50 {
+            stdin.send(b"stty size\n".to_vec()).await.unwrap();
+            if let Ok(Some((_, d))) =
+                tokio::time::timeout(Duration::from_millis(200), s.output.recv()).await
+            {
+                seen.push_str(&String::from_utf8_lossy(&d));
+                if seen.contains(&format!("{h} {w}")) {
+                    break;
+                }
+            }
+        }
+        assert!(seen.contains(&format!("{h} {w}")), "{t:?}: {seen:?}");
+    }
+}
