@@ -57,7 +57,8 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-fn free_port() -> u16 {
+/// A loopback TCP port nothing listens on (at the time of asking).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -493,7 +494,15 @@ pub struct PodFixture {
 
 impl PodFixture {
     pub async fn start(pod_name: &str) -> PodFixture {
-        let (d, mut c, image) = with_busybox().await;
+        Self::start_with(pod_name, "").await
+    }
+
+    /// [`PodFixture::start`] with extra crustd config (see [`Daemon::start_with`]).
+    pub async fn start_with(pod_name: &str, extra: &str) -> PodFixture {
+        let d = Daemon::start_with(extra).await.expect("start crustd");
+        let mut c = d.cri().await.expect("connect to crustd");
+        let image = registry().busybox();
+        c.pull(&image).await.expect("pull busybox");
         let pc = pod_config(pod_name, &d.logs);
         let pod = c.run_pod(&pc).await.expect("run pod");
         PodFixture {
@@ -530,6 +539,29 @@ pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
         }),
         ..Default::default()
     }
+}
+
+/// The pod's Linux security context (pod_config always has one).
+pub fn pod_security(pc: &mut cri::PodSandboxConfig) -> &mut cri::LinuxSandboxSecurityContext {
+    pc.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The pod's namespace options.
+pub fn pod_namespaces(pc: &mut cri::PodSandboxConfig) -> &mut cri::NamespaceOption {
+    pod_security(pc)
+        .namespace_options
+        .get_or_insert_with(Default::default)
+}
+
+/// A container's Linux security context.
+pub fn ctr_security(cfg: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
+    cfg.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
 }
 
 /// Namespace options with the given PID mode (network and IPC: the pod's).

@@ -516,7 +516,7 @@ async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
     })
     .await
     .unwrap();
-    // RPCs not built yet answer UNIMPLEMENTED naming themselves.
+    // Attach with no stream asked for is refused by name.
     let err =
         c.rt.attach(cri::AttachRequest {
             container_id: id.clone(),
@@ -524,8 +524,22 @@ async fn bad_requests_get_the_right_codes_and_leave_state_intact() {
         })
         .await
         .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("stdin"), "{}", err.message());
+    // RPCs not built yet answer UNIMPLEMENTED naming themselves.
+    let err =
+        c.rt.checkpoint_container(cri::CheckpointContainerRequest {
+            container_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("Attach"), "{}", err.message());
+    assert!(
+        err.message().contains("CheckpointContainer"),
+        "{}",
+        err.message()
+    );
 
     // After all that, exactly the one good container exists and still runs.
     let all = c

@@ -14,12 +14,7 @@ fn code_of(e: &anyhow::Error) -> Option<Code> {
     e.downcast_ref::<tonic::Status>().map(|s| s.code())
 }
 
-fn security(cfg: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
-    cfg.linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-}
+use crust_e2e::ctr_security as security;
 
 fn profile(kind: cri::security_profile::ProfileType, localhost: &str) -> cri::SecurityProfile {
     cri::SecurityProfile {
@@ -327,13 +322,7 @@ async fn seccomp_profiles_default_unconfined_localhost_and_strings() {
 
 fn privileged_pod(name: &str, d: &Daemon) -> cri::PodSandboxConfig {
     let mut pc = pod_config(name, &d.logs);
-    pc.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .privileged = true;
+    crust_e2e::pod_security(&mut pc).privileged = true;
     pc
 }
 

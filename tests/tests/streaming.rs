@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crust_e2e::{Cri, Daemon, PodFixture, container_config, cri, eventually, pod_config};
+use crust_e2e::{Cri, PodFixture, container_config, cri, eventually, pod_config};
 use crust_shim::streaming::StreamOptions;
 use crust_shim::streaming::client::{self, PortForwarder, Session, Transport};
 use tonic::Code;
@@ -187,14 +187,17 @@ fn processes_named(needle: &str) -> Vec<i32> {
 
 #[tokio::test]
 async fn urls_are_single_use_expire_and_disconnects_kill_the_command() {
-    let d = Daemon::start_with("[streaming]\ntoken_ttl = \"2s\"\nidle_timeout = \"2s\"")
-        .await
-        .unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = crust_e2e::registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("tokens", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d: _d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start_with(
+        "tokens",
+        "[streaming]\ntoken_ttl = \"2s\"\nidle_timeout = \"2s\"",
+    )
+    .await;
     let id = c
         .run(
             &pod,
@@ -505,20 +508,9 @@ async fn port_forward_reaches_pods_and_host_network_pods() {
     assert!(http_get(conns.remove(0)).await.contains("hello-pf"));
 
     // A host-network pod forwards to the host's loopback.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = crust_e2e::free_port();
     let mut hpc = pod_config("pf-host", &d.logs);
-    hpc.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .namespace_options
-        .as_mut()
-        .unwrap()
-        .network = cri::NamespaceMode::Node as i32;
+    crust_e2e::pod_namespaces(&mut hpc).network = cri::NamespaceMode::Node as i32;
     let hpod = c.run_pod(&hpc).await.unwrap();
     let script = format!(
         "mkdir -p /www && echo hello-host > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"
@@ -631,9 +623,7 @@ async fn crustctl_exec_attach_and_port_forward() {
     );
     assert_eq!(out.status.code(), Some(4), "{out:?}");
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let local = listener.local_addr().unwrap().port();
-    drop(listener);
+    let local = crust_e2e::free_port();
     let mut pf = std::process::Command::new(crust_e2e::bin("crustctl"))
         .args(["--socket"])
         .arg(&d.socket)
@@ -752,9 +742,7 @@ async fn kubectl_exec_and_port_forward_work_against_crust() {
             "websockets={websockets}: {stderr}"
         );
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let local = listener.local_addr().unwrap().port();
-    drop(listener);
+    let local = crust_e2e::free_port();
     let mut pf = kubectl_cmd(
         &["port-forward", "pod/web", &format!("{local}:8080")],
         false,
@@ -806,16 +794,19 @@ async fn streaming_over_tls() {
             .success(),
         "openssl"
     );
-    let d = Daemon::start_with(&format!(
-        "[streaming]\ntls_cert_file = \"{dir}/cert.pem\"\ntls_key_file = \"{dir}/key.pem\""
-    ))
-    .await
-    .unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = crust_e2e::registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("tls", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d: _d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start_with(
+        "tls",
+        &format!(
+            "[streaming]\ntls_cert_file = \"{dir}/cert.pem\"\ntls_key_file = \"{dir}/key.pem\""
+        ),
+    )
+    .await;
     let id = c
         .run(
             &pod,

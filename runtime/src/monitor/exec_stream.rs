@@ -17,6 +17,13 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
 use super::exec;
+
+/// A started exec: its pid, the fds for the daemon, and its exit.
+type Started = (
+    i32,
+    Vec<OwnedFd>,
+    tokio::sync::oneshot::Receiver<monitor::ExitRecord>,
+);
 use super::server::{Monitor, err, thread_count};
 
 impl Monitor {
@@ -66,21 +73,13 @@ impl Monitor {
     }
 
     /// Starts the command; returns its pid, the fds for the daemon, and its exit receiver.
-    #[allow(clippy::type_complexity)]
     fn start_exec_stream(
         &self,
         id: &str,
         cmd: Vec<String>,
         tty: bool,
         stdin: bool,
-    ) -> Result<
-        (
-            i32,
-            Vec<OwnedFd>,
-            tokio::sync::oneshot::Receiver<monitor::ExitRecord>,
-        ),
-        Reply,
-    > {
+    ) -> Result<Started, Reply> {
         let bundle = {
             let ctrs = self.ctrs.borrow();
             let c = ctrs.get(id).ok_or_else(|| {
@@ -132,21 +131,13 @@ impl Monitor {
         result
     }
 
-    #[allow(clippy::type_complexity)]
     fn spawn_tenant(
         &self,
         id: &str,
         process_file: &Path,
         tty: bool,
         stdin: bool,
-    ) -> Result<
-        (
-            i32,
-            Vec<OwnedFd>,
-            tokio::sync::oneshot::Receiver<monitor::ExitRecord>,
-        ),
-        Reply,
-    > {
+    ) -> Result<Started, Reply> {
         let io = |e: std::io::Error| err(ErrorKind::Failed, format!("exec stdio: {e}"));
         let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io(e.into()));
         let devnull = || File::open("/dev/null").map(OwnedFd::from).map_err(io);

@@ -322,17 +322,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .await?
                 .into_inner()
                 .url;
-            let opts = StreamOptions {
-                stdin: interactive,
-                stdout: true,
-                stderr: !tty,
-                tty,
-            };
-            let session =
-                crust_shim::streaming::client::remotecommand(&url, transport, opts).await?;
-            return crust_shim::streaming::terminal::run(session, tty)
-                .await
-                .map_err(|e| anyhow!("exec: {e}"));
+            return stream(&url, transport, interactive, tty, "exec").await;
         }
         Cmd::Exec {
             timeout,
@@ -423,17 +413,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .await?
                 .into_inner()
                 .url;
-            let opts = StreamOptions {
-                stdin,
-                stdout: true,
-                stderr: !tty,
-                tty,
-            };
-            let session =
-                crust_shim::streaming::client::remotecommand(&url, transport, opts).await?;
-            return crust_shim::streaming::terminal::run(session, tty)
-                .await
-                .map_err(|e| anyhow!("attach: {e}"));
+            return stream(&url, transport, stdin, tty, "attach").await;
         }
         Cmd::PortForward {
             transport,
@@ -486,6 +466,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Runs an exec or attach session at `url` on this terminal; the remote exit code.
+async fn stream(
+    url: &str,
+    transport: Transport,
+    stdin: bool,
+    tty: bool,
+    what: &str,
+) -> anyhow::Result<i32> {
+    let opts = StreamOptions {
+        stdin,
+        stdout: true,
+        stderr: !tty,
+        tty,
+    };
+    let session = crust_shim::streaming::client::remotecommand(url, transport, opts).await?;
+    crust_shim::streaming::terminal::run(session, tty)
+        .await
+        .map_err(|e| anyhow!("{what}: {e}"))
 }
 
 /// `crustctl port-forward`: one listener per LOCAL:REMOTE pair, until interrupted.

@@ -22,16 +22,61 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// A remotecommand session's streams, independent of the wire protocol.
-pub struct RemoteIo {
+/// A remotecommand session's streams as exec and attach use them, independent of the wire
+/// protocol.
+pub struct Streams {
     /// Client input; the channel closes when the client closes stdin.
     pub stdin: Option<mpsc::Receiver<Vec<u8>>>,
     pub resize: mpsc::Receiver<(u16, u16)>,
     pub stdout: Option<mpsc::Sender<Vec<u8>>>,
     pub stderr: Option<mpsc::Sender<Vec<u8>>>,
-    pub done: oneshot::Sender<Outcome>,
-    /// Becomes true when the client disconnects.
+    /// Becomes true when the client disconnects or the session idles out.
     pub gone: watch::Receiver<bool>,
+}
+
+/// The streams and where the session's outcome goes.
+pub struct RemoteIo {
+    pub streams: Streams,
+    pub done: oneshot::Sender<Outcome>,
+}
+
+/// The transport's ends of a [`RemoteIo`].
+pub struct TransportEnds {
+    pub stdin: mpsc::Sender<Vec<u8>>,
+    pub resize: mpsc::Sender<(u16, u16)>,
+    pub done: oneshot::Receiver<Outcome>,
+    pub gone: watch::Sender<bool>,
+}
+
+impl RemoteIo {
+    /// New channels for a session whose output goes to `stdout`/`stderr`.
+    pub fn pair(
+        opts: StreamOptions,
+        stdout: Option<mpsc::Sender<Vec<u8>>>,
+        stderr: Option<mpsc::Sender<Vec<u8>>>,
+    ) -> (RemoteIo, TransportEnds) {
+        let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
+        let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
+        let (done_tx, done_rx) = oneshot::channel::<Outcome>();
+        let (gone_tx, gone_rx) = watch::channel(false);
+        let io = RemoteIo {
+            streams: Streams {
+                stdin: opts.stdin.then_some(stdin_rx),
+                resize: resize_rx,
+                stdout,
+                stderr,
+                gone: gone_rx,
+            },
+            done: done_tx,
+        };
+        let ends = TransportEnds {
+            stdin: stdin_tx,
+            resize: resize_tx,
+            done: done_rx,
+            gone: gone_tx,
+        };
+        (io, ends)
+    }
 }
 
 /// The v4+ error-stream body: a Kubernetes `Status` object.
@@ -141,10 +186,6 @@ pub async fn spdy_streams(
         .flatten()?;
     let id_of = |role: &str| roles.iter().find(|(_, r)| *r == role).map(|(id, _)| *id);
     let error_id = id_of("error")?;
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
-    let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
-    let (done_tx, done_rx) = oneshot::channel::<Outcome>();
-    let (gone_tx, gone_rx) = watch::channel(false);
     let mut outputs = Vec::new();
     let mut out_sender = |role: &str| -> Option<mpsc::Sender<Vec<u8>>> {
         let id = id_of(role)?;
@@ -162,6 +203,13 @@ pub async fn spdy_streams(
     };
     let stdout = out_sender("stdout");
     let stderr = out_sender("stderr");
+    let (io, ends) = RemoteIo::pair(opts, stdout, stderr);
+    let TransportEnds {
+        stdin: stdin_tx,
+        resize: resize_tx,
+        done: done_rx,
+        gone: gone_tx,
+    } = ends;
     let stdin_id = id_of("stdin");
     let resize_id = id_of("resize");
     // Input: stdin and resize data until the client closes or the session goes quiet for
@@ -232,50 +280,18 @@ pub async fn spdy_streams(
             })
             .await;
     });
-    Some(RemoteIo {
-        stdin: opts.stdin.then_some(stdin_rx),
-        resize: resize_rx,
-        stdout,
-        stderr,
-        done: done_tx,
-        gone: gone_rx,
-    })
+    Some(io)
 }
 
 /// Runs the exec or attach behind `pending` with the client's streams `io`.
 pub async fn run(engine: Arc<Engine>, pending: Pending, io: RemoteIo) {
+    let RemoteIo { streams, done } = io;
     let outcome = match pending {
-        Pending::Exec(r) => {
-            exec(
-                &engine,
-                &r.container_id,
-                r.cmd,
-                r.tty,
-                r.stdin,
-                io.stdin,
-                io.resize,
-                io.stdout,
-                io.stderr,
-                io.gone,
-            )
-            .await
-        }
-        Pending::Attach(r) => {
-            attach(
-                &engine,
-                &r.container_id,
-                r.stdin,
-                io.stdin,
-                io.resize,
-                io.stdout,
-                io.stderr,
-                io.gone,
-            )
-            .await
-        }
+        Pending::Exec(r) => exec(&engine, &r.container_id, r.cmd, r.tty, r.stdin, streams).await,
+        Pending::Attach(r) => attach(&engine, &r.container_id, r.stdin, streams).await,
         Pending::PortForward(_) => Outcome::Failed("not a remotecommand request".into()),
     };
-    let _ = io.done.send(outcome);
+    let _ = done.send(outcome);
 }
 
 /// Copies a reader into an output channel until EOF (or the channel closes).
@@ -305,19 +321,21 @@ async fn copy_in(mut rx: mpsc::Receiver<Vec<u8>>, mut w: impl tokio::io::AsyncWr
     let _ = w.shutdown().await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn exec(
     engine: &Engine,
     id: &str,
     cmd: Vec<String>,
     tty: bool,
     stdin: bool,
-    stdin_rx: Option<mpsc::Receiver<Vec<u8>>>,
-    mut resize: mpsc::Receiver<(u16, u16)>,
-    stdout: Option<mpsc::Sender<Vec<u8>>>,
-    stderr: Option<mpsc::Sender<Vec<u8>>>,
-    mut gone: watch::Receiver<bool>,
+    streams: Streams,
 ) -> Outcome {
+    let Streams {
+        stdin: stdin_rx,
+        mut resize,
+        stdout,
+        stderr,
+        mut gone,
+    } = streams;
     let mut session = match engine.exec_stream(id, cmd, tty, stdin).await {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -396,17 +414,14 @@ async fn exec(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn attach(
-    engine: &Engine,
-    id: &str,
-    stdin: bool,
-    stdin_rx: Option<mpsc::Receiver<Vec<u8>>>,
-    mut resize: mpsc::Receiver<(u16, u16)>,
-    stdout: Option<mpsc::Sender<Vec<u8>>>,
-    stderr: Option<mpsc::Sender<Vec<u8>>>,
-    mut gone: watch::Receiver<bool>,
-) -> Outcome {
+async fn attach(engine: &Engine, id: &str, stdin: bool, streams: Streams) -> Outcome {
+    let Streams {
+        stdin: stdin_rx,
+        mut resize,
+        stdout,
+        stderr,
+        mut gone,
+    } = streams;
     let session = match engine.attach(id, stdin).await {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(e.to_string()),

@@ -10,12 +10,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::StreamOptions;
-use super::remotecommand::{Outcome, RemoteIo, error_body, parse_resizes};
+use super::remotecommand::{Outcome, RemoteIo, TransportEnds, error_body, parse_resizes};
 
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
@@ -126,10 +126,6 @@ where
     let (mut sink, mut source) = socket.split();
     let activity = super::Activity::default();
     let out_activity = activity.clone();
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
-    let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
-    let (done_tx, done_rx) = oneshot::channel::<Outcome>();
-    let (gone_tx, gone_rx) = watch::channel(false);
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(32);
     let stdout_proto = protocol.to_string();
     let mut senders = Vec::new();
@@ -151,6 +147,13 @@ where
     let stdout = output(STDOUT, opts.stdout);
     let stderr = output(STDERR, opts.stderr);
     drop(out_tx);
+    let (io, ends) = RemoteIo::pair(opts, stdout, stderr);
+    let TransportEnds {
+        stdin: stdin_tx,
+        resize: resize_tx,
+        done: done_rx,
+        gone: gone_tx,
+    } = ends;
     // Writer: output, then the status on the error channel, then a close frame.
     tokio::spawn(async move {
         while let Some((channel, data)) = out_rx.recv().await {
@@ -214,14 +217,7 @@ where
         }
         let _ = gone_tx.send(true);
     });
-    RemoteIo {
-        stdin: opts.stdin.then_some(stdin_rx),
-        resize: resize_rx,
-        stdout,
-        stderr,
-        done: done_tx,
-        gone: gone_rx,
-    }
+    io
 }
 
 #[cfg(test)]
