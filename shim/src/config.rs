@@ -60,6 +60,85 @@ pub struct ImageConfig {
     pub max_concurrent_downloads: usize,
     /// Images marked pinned: kubelet's image GC never removes them.
     pub pinned_images: Vec<String>,
+    /// Retries of a registry request after a transient failure.
+    pub retries: u32,
+    /// A pull that receives nothing for this long fails (humantime, e.g. "5m").
+    pub progress_timeout: String,
+    /// Per registry host: mirrors and TLS settings (containerd's hosts.toml, in one file).
+    pub registries: std::collections::BTreeMap<String, RegistryHostSection>,
+}
+
+/// `[image.registries."<host>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryHostSection {
+    /// Tried in order before the registry itself: URLs, or tables with `endpoint`,
+    /// `skip_verify` and `ca_file`.
+    pub mirrors: Vec<MirrorEntry>,
+    /// Never fall back to the registry itself.
+    pub skip_upstream: bool,
+    /// TLS for the registry itself.
+    pub skip_verify: bool,
+    pub ca_file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MirrorEntry {
+    Url(String),
+    Table {
+        endpoint: String,
+        #[serde(default)]
+        skip_verify: bool,
+        #[serde(default)]
+        ca_file: String,
+    },
+}
+
+impl ImageConfig {
+    pub fn registry_config(&self) -> anyhow::Result<crust_runtime::image::RegistryConfig> {
+        use crust_runtime::image::registry::{Endpoint, HostConfig, TlsOptions};
+        let tls = |skip_verify: bool, ca: &str| TlsOptions {
+            skip_verify,
+            ca_file: (!ca.is_empty()).then(|| ca.into()),
+        };
+        let mut hosts = std::collections::HashMap::new();
+        for (host, h) in &self.registries {
+            let mut mirrors = Vec::new();
+            for m in &h.mirrors {
+                let (url, t) = match m {
+                    MirrorEntry::Url(u) => (u.clone(), TlsOptions::default()),
+                    MirrorEntry::Table {
+                        endpoint,
+                        skip_verify,
+                        ca_file,
+                    } => (endpoint.clone(), tls(*skip_verify, ca_file)),
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    anyhow::bail!(
+                        "image.registries.{host:?}: mirror {url:?} must start with http:// or https://"
+                    );
+                }
+                mirrors.push(Endpoint { url, tls: t });
+            }
+            hosts.insert(
+                host.clone(),
+                HostConfig {
+                    mirrors,
+                    skip_upstream: h.skip_upstream,
+                    tls: tls(h.skip_verify, &h.ca_file),
+                },
+            );
+        }
+        Ok(crust_runtime::image::RegistryConfig {
+            insecure: self.insecure_registries.clone(),
+            hosts,
+            retries: self.retries,
+            progress_timeout: humantime::parse_duration(&self.progress_timeout).map_err(|e| {
+                anyhow::anyhow!("image.progress_timeout {:?}: {e}", self.progress_timeout)
+            })?,
+        })
+    }
 }
 
 /// The streaming server behind Exec, Attach and PortForward URLs.
@@ -152,6 +231,9 @@ impl Default for ImageConfig {
             insecure_registries: vec![],
             max_concurrent_downloads: 3,
             pinned_images: vec![],
+            retries: 4,
+            progress_timeout: "5m".into(),
+            registries: Default::default(),
         }
     }
 }
@@ -213,6 +295,20 @@ insecure_registries = []
 max_concurrent_downloads = 3
 # Images reported as pinned, so kubelet's image garbage collection keeps them.
 pinned_images = []
+# Retries of a registry request after a transient failure (connection errors, 5xx, 429 with
+# its Retry-After); a blob cut mid-transfer resumes with an HTTP Range request.
+retries = 4
+# A pull that receives nothing for this long fails with DeadlineExceeded.
+progress_timeout = "5m"
+
+# Mirrors and TLS per registry host, as image names spell it ("docker.io", "registry.k8s.io",
+# "127.0.0.1:5000"). Mirrors are tried in order, then the registry itself unless
+# skip_upstream; images keep their original names. For example:
+#   [image.registries."registry.k8s.io"]
+#   mirrors = ["http://127.0.0.1:5000", { endpoint = "https://mirror.example", ca_file = "/etc/crust/mirror-ca.pem" }]
+#   skip_upstream = false
+#   skip_verify = false   # TLS to the registry itself
+#   ca_file = ""
 
 [log]
 # Longest container log line before it is split into partial (P) records.

@@ -16,6 +16,7 @@ use cri::runtime_service_client::RuntimeServiceClient;
 pub use crust_proto::cri;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod faultproxy;
 pub mod kubeapi;
 
 /// Stretches a test time limit by E2E_TIMEOUT_SCALE (e.g. 10 under qemu's software
@@ -175,6 +176,12 @@ impl Daemon {
 
     /// Starts a daemon with extra top-level config lines (before any table).
     pub async fn start_with(extra: &str) -> anyhow::Result<Daemon> {
+        Self::start_config(extra, "").await
+    }
+
+    /// A daemon with `extra` at the top of its config and `image` lines in its `[image]`
+    /// table (which always trusts the test registry over plain HTTP).
+    pub async fn start_config(extra: &str, image: &str) -> anyhow::Result<Daemon> {
         let reg = registry();
         let dir = tempfile::Builder::new().prefix("crust-e2e-").tempdir()?;
         let root = dir.path().join("root");
@@ -186,7 +193,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n{extra}\n[image]\ninsecure_registries = [{:?}]\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
+                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n{extra}\n[image]\ninsecure_registries = [{:?}]\n{image}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
                 reg.addr,
                 dir.path().join("cni"),
                 dir.path().join("cni-bin"),

@@ -319,3 +319,104 @@ fn served_digest(addr: &str, repo: &str) -> String {
         })
         .expect("registry sends Docker-Content-Digest")
 }
+
+fn repo_tags(c: &crust_e2e::Cri) -> impl std::future::Future<Output = Vec<String>> + use<> {
+    let mut img = c.img.clone();
+    async move {
+        img.list_images(cri::ListImagesRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .collect()
+    }
+}
+
+/// Mirrors: tried in order (a dead one is skipped), the image keeps the name it was asked by,
+/// and skip_upstream keeps a pull off the real registry.
+#[tokio::test]
+async fn mirrors_serve_other_registry_names() {
+    let reg = registry();
+    let d = Daemon::start_config(
+        "",
+        &format!(
+            "[image.registries.\"registry.example.test\"]\nmirrors = [\"http://127.0.0.1:1\", {{ endpoint = \"http://{}\" }}]\nskip_upstream = true\n[image.registries.\"dead.example.test\"]\nmirrors = [\"http://127.0.0.1:1\"]\nskip_upstream = true",
+            reg.addr
+        ),
+    )
+    .await
+    .unwrap();
+    let mut c = d.cri().await.unwrap();
+    let name = "registry.example.test/crust-test/busybox:latest";
+    c.pull(name).await.unwrap();
+    let tags = repo_tags(&c).await;
+    assert_eq!(
+        tags,
+        vec![name.to_string()],
+        "listed under the name it was pulled by"
+    );
+    let e = c
+        .pull("dead.example.test/crust-test/busybox:latest")
+        .await
+        .unwrap_err();
+    let s = e.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    assert!(s.message().contains("127.0.0.1:1"), "{s:?}");
+}
+
+/// Transient registry failures are retried (500, 429 after its Retry-After), a blob cut
+/// halfway resumes with a Range request, two pulls of one image fetch each blob once, and a
+/// registry that stops sending fails the pull with DeadlineExceeded, leaving nothing behind.
+#[tokio::test]
+async fn pulls_survive_registry_faults_and_stalls_fail_cleanly() {
+    let reg = registry();
+    let proxy = crust_e2e::faultproxy::FaultProxy::start(&reg.addr).await;
+    let d = Daemon::start_config(
+        "",
+        &format!(
+            "progress_timeout = \"2s\"\n[image.registries.\"faulty.test\"]\nmirrors = [\"http://{}\"]\nskip_upstream = true",
+            proxy.addr
+        ),
+    )
+    .await
+    .unwrap();
+    let c = d.cri().await.unwrap();
+    use std::sync::atomic::Ordering::SeqCst;
+    let f = &proxy.faults;
+    f.manifest_500.store(1, SeqCst);
+    f.throttle.store(1, SeqCst);
+    f.cut_blobs.store(1, SeqCst);
+    // Two pulls of the layered image at once.
+    let name = "faulty.test/crust-test/layered:latest";
+    let (mut c1, mut c2) = (d.cri().await.unwrap(), d.cri().await.unwrap());
+    let (a, b) = tokio::join!(c1.pull(name), c2.pull(name));
+    assert_eq!(a.unwrap(), b.unwrap());
+    assert!(
+        f.range_requests.load(SeqCst) >= 1,
+        "the cut blob was resumed with a Range request"
+    );
+    for (digest, n) in f.blob_gets.lock().unwrap().iter() {
+        assert_eq!(*n, 1, "blob {digest} fetched {n} times");
+    }
+    assert_eq!(f.manifest_500.load(SeqCst), 0);
+    assert_eq!(f.throttle.load(SeqCst), 0);
+
+    // A stalled registry: DeadlineExceeded, and no image or snapshot half there.
+    f.stall_blobs.store(true, SeqCst);
+    let stalled = "faulty.test/crust-test/hostile:latest";
+    let mut c3 = d.cri().await.unwrap();
+    let e = c3.pull(stalled).await.unwrap_err();
+    let s = e.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}");
+    assert!(!repo_tags(&c).await.iter().any(|t| t.contains("hostile")));
+    let tmp = d.root.join("content/tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).map(|r| r.count()).unwrap_or(0),
+        0,
+        "no partial blob left"
+    );
+    f.stall_blobs.store(false, SeqCst);
+    c3.pull(stalled).await.unwrap();
+}

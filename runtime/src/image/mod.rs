@@ -46,6 +46,9 @@ pub enum ImageError {
     BadLayer(String),
     #[error("invalid manifest or config: {0}")]
     BadManifest(String),
+    /// The registry sent nothing for longer than the configured progress timeout.
+    #[error("pull made no progress: {0}")]
+    Stalled(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -92,7 +95,8 @@ pub struct ImageStoreConfig {
 
 pub struct ImageStore {
     cfg: ImageStoreConfig,
-    http: reqwest::Client,
+    /// One HTTP client per TLS setting in use (the default one first).
+    clients: StdMutex<HashMap<registry::TlsOptions, reqwest::Client>>,
     images: RwLock<HashMap<String, ImageRecord>>,
     /// One lock per blob or snapshot being produced, so concurrent pulls fetch each once.
     inflight: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -137,17 +141,10 @@ impl ImageStore {
                 }
             }
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("crust/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| ImageError::Registry {
-                url: String::new(),
-                message: format!("HTTP client: {e}"),
-            })?;
+        let http = http_client(&registry::TlsOptions::default())?;
         Ok(ImageStore {
             cfg,
-            http,
+            clients: StdMutex::new(HashMap::from([(registry::TlsOptions::default(), http)])),
             images: RwLock::new(images),
             inflight: StdMutex::new(HashMap::new()),
         })
@@ -155,6 +152,73 @@ impl ImageStore {
 
     pub fn root(&self) -> &Path {
         &self.cfg.root
+    }
+
+    fn client(&self, tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError> {
+        let mut clients = self.clients.lock().expect("clients lock");
+        if let Some(c) = clients.get(tls) {
+            return Ok(c.clone());
+        }
+        let c = http_client(tls)?;
+        clients.insert(tls.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// The first endpoint (mirror or the registry) that serves `reference`'s manifest, with
+    /// a session on it and the manifest. Errors name every endpoint tried.
+    async fn open_session(
+        &self,
+        reference: &Reference,
+        creds: &Credentials,
+    ) -> Result<(registry::Session, registry::FetchedManifest), ImageError> {
+        let policy = registry::RetryPolicy {
+            retries: self.cfg.registry.retries,
+            progress_timeout: self.cfg.registry.progress_timeout,
+        };
+        let endpoints = self.cfg.registry.endpoints(reference);
+        if endpoints.is_empty() {
+            return Err(ImageError::NotFound(format!(
+                "{reference}: its registry has skip_upstream set and no mirrors"
+            )));
+        }
+        let mut failures = Vec::new();
+        let last = endpoints.len() - 1;
+        for (i, (base, tls)) in endpoints.into_iter().enumerate() {
+            // A mirror that is down costs one retry before the next endpoint is tried; the
+            // session keeps the full policy once the endpoint answered.
+            let probe = registry::RetryPolicy {
+                retries: if i < last {
+                    policy.retries.min(1)
+                } else {
+                    policy.retries
+                },
+                ..policy
+            };
+            let mut session = registry::Session::new(
+                self.client(&tls)?,
+                base.clone(),
+                reference,
+                creds.clone(),
+                probe,
+            );
+            match session.manifest(reference.manifest_ref()).await {
+                Ok(m) => {
+                    session.set_policy(policy);
+                    return Ok((session, m));
+                }
+                // Only the last endpoint's own answer is returned as is; a mirror's failure
+                // moves on to the next.
+                Err(e) if i == last && failures.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::info!(%reference, endpoint = %base, err = %e, "endpoint failed; trying the next");
+                    failures.push(format!("{base}: {e}"));
+                }
+            }
+        }
+        Err(ImageError::Registry {
+            url: reference.to_string(),
+            message: format!("no endpoint served it ({})", failures.join("; ")),
+        })
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
@@ -221,9 +285,7 @@ impl ImageStore {
     /// Pulls `name` and returns its record. Layers already unpacked are not fetched again.
     pub async fn pull(&self, name: &str, creds: Credentials) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
-        let mut session =
-            registry::Session::new(self.http.clone(), &self.cfg.registry, &reference, creds);
-        let top = session.manifest(reference.manifest_ref()).await?;
+        let (mut session, top) = self.open_session(&reference, &creds).await?;
         let repo_digest = reference.with_digest(&top.digest);
         let manifest = match ManifestDoc::parse(&top.bytes, &top.media_type)
             .map_err(ImageError::BadManifest)?
@@ -253,14 +315,19 @@ impl ImageStore {
         };
         reference::validate_digest(&manifest.config.digest)
             .map_err(|e| ImageError::BadManifest(format!("config digest: {e}")))?;
-        let config_bytes = match std::fs::read(self.blob_path(&manifest.config.digest)) {
-            Ok(b) if registry::sha256_digest(&b) == manifest.config.digest => b,
-            _ => {
-                let b = session
-                    .blob_bytes(&manifest.config.digest, 16 << 20)
-                    .await?;
-                self.store_blob_bytes(&manifest.config.digest, &b)?;
-                b
+        let config_bytes = {
+            // Concurrent pulls of one image fetch its config once too.
+            let lock = self.lock_for(&manifest.config.digest);
+            let _guard = lock.lock().await;
+            match std::fs::read(self.blob_path(&manifest.config.digest)) {
+                Ok(b) if registry::sha256_digest(&b) == manifest.config.digest => b,
+                _ => {
+                    let b = session
+                        .blob_bytes(&manifest.config.digest, 16 << 20)
+                        .await?;
+                    self.store_blob_bytes(&manifest.config.digest, &b)?;
+                    b
+                }
             }
         };
         let config: ImageConfigFile = serde_json::from_slice(&config_bytes)
@@ -511,6 +578,29 @@ impl ImageStore {
 
 /// Chain ids per the OCI image spec: the first is the first diff id, each next one is
 /// sha256 of "<previous chain id> <diff id>".
+fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("crust/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .tls_danger_accept_invalid_certs(tls.skip_verify);
+    if let Some(ca) = &tls.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| ImageError::io(format!("read CA {}", ca.display()), e))?;
+        for cert in
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ImageError::Registry {
+                url: ca.display().to_string(),
+                message: format!("CA file: {e}"),
+            })?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| ImageError::Registry {
+        url: String::new(),
+        message: format!("HTTP client: {e}"),
+    })
+}
+
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {

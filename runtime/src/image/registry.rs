@@ -3,14 +3,16 @@
 //! One [`Session`] per pull and repository: credentials never leak between pulls (the trap
 //! oci-client has, where a shared client keeps the first credentials it saw).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::ImageError;
 use super::reference::Reference;
@@ -47,10 +49,102 @@ impl Credentials {
 }
 
 /// How the engine reaches registries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Registry hosts (`host:port`) reached over plain HTTP.
     pub insecure: Vec<String>,
+    /// Per registry host (as image names spell it: `docker.io`, `registry.k8s.io`,
+    /// `127.0.0.1:5000`): mirrors and TLS settings, like containerd's hosts.toml.
+    pub hosts: HashMap<String, HostConfig>,
+    /// Times a request is retried after a transient failure (connection errors, 5xx, 429).
+    pub retries: u32,
+    /// A pull that receives nothing for this long fails with DeadlineExceeded.
+    pub progress_timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure: Vec::new(),
+            hosts: HashMap::new(),
+            retries: 4,
+            progress_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// TLS settings of one endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+    pub skip_verify: bool,
+    /// A PEM CA bundle trusted besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A mirror: a base URL (`scheme://host[:port][/path]`; `/v2` is appended unless the URL
+/// already ends in it) and its TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub tls: TlsOptions,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// Tried in order before the registry itself.
+    pub mirrors: Vec<Endpoint>,
+    /// Never fall back to the registry itself (air-gapped nodes).
+    pub skip_upstream: bool,
+    /// TLS settings for the registry itself.
+    pub tls: TlsOptions,
+}
+
+impl RegistryConfig {
+    /// Where to fetch `reference` from, in order: its mirrors, then the registry itself.
+    /// Each is the `…/v2` base URL and the TLS settings to reach it with.
+    pub fn endpoints(&self, reference: &Reference) -> Vec<(String, TlsOptions)> {
+        let host_cfg = self.hosts.get(&reference.registry);
+        let mut out: Vec<(String, TlsOptions)> = host_cfg
+            .map(|h| {
+                h.mirrors
+                    .iter()
+                    .map(|m| {
+                        let base = m.url.trim_end_matches('/');
+                        let base = if base.ends_with("/v2") {
+                            base.to_string()
+                        } else {
+                            format!("{base}/v2")
+                        };
+                        (base, m.tls.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !host_cfg.is_some_and(|h| h.skip_upstream) {
+            let scheme = if self.insecure.iter().any(|h| h == &reference.registry) {
+                "http"
+            } else {
+                "https"
+            };
+            let host = if reference.registry == "docker.io" {
+                "registry-1.docker.io"
+            } else {
+                &reference.registry
+            };
+            out.push((
+                format!("{scheme}://{host}/v2"),
+                host_cfg.map(|h| h.tls.clone()).unwrap_or_default(),
+            ));
+        }
+        out
+    }
+}
+
+/// Retries and the no-progress limit of a session's requests.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub progress_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -60,6 +154,7 @@ pub struct Session {
     repository: String,
     creds: Credentials,
     auth_header: Option<String>,
+    policy: RetryPolicy,
 }
 
 pub struct FetchedManifest {
@@ -70,40 +165,46 @@ pub struct FetchedManifest {
 }
 
 impl Session {
+    /// A session against the `…/v2` base URL `base` (a mirror or the registry itself).
     pub fn new(
         http: reqwest::Client,
-        cfg: &RegistryConfig,
+        base: String,
         reference: &Reference,
         creds: Credentials,
+        policy: RetryPolicy,
     ) -> Self {
-        let scheme = if cfg.insecure.iter().any(|h| h == &reference.registry) {
-            "http"
-        } else {
-            "https"
-        };
-        let host = if reference.registry == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            &reference.registry
-        };
         let auth_header =
             (!creds.registry_token.is_empty()).then(|| format!("Bearer {}", creds.registry_token));
         Session {
             http,
-            base: format!("{scheme}://{host}/v2"),
+            base,
             repository: reference.repository.clone(),
             creds,
             auth_header,
+            policy,
         }
     }
 
-    /// GET with auth: on a 401 the challenge is answered once and the request retried.
+    pub fn set_policy(&mut self, policy: RetryPolicy) {
+        self.policy = policy;
+    }
+
+    /// The base URL this session talks to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// GET with auth and retries: on a 401 the challenge is answered once and the request
+    /// retried; connection failures, 5xx and 429 are retried with backoff (429 and 503 after
+    /// their Retry-After when given).
     async fn get(
         &mut self,
         url: &str,
         accept: Option<&str>,
+        range_from: u64,
     ) -> Result<reqwest::Response, ImageError> {
         let mut answered = false;
+        let mut attempt = 0u32;
         loop {
             let mut req = self.http.get(url);
             if let Some(a) = accept {
@@ -112,10 +213,45 @@ impl Session {
             if let Some(h) = &self.auth_header {
                 req = req.header(AUTHORIZATION, h);
             }
-            let resp = req.send().await.map_err(|e| ImageError::Registry {
-                url: url.to_string(),
-                message: transport_message(&e),
-            })?;
+            if range_from > 0 {
+                req = req.header(reqwest::header::RANGE, format!("bytes={range_from}-"));
+            }
+            let sent = tokio::time::timeout(self.policy.progress_timeout, req.send()).await;
+            let resp = match sent {
+                Err(_) => return Err(stalled(url, self.policy.progress_timeout)),
+                Ok(Err(e)) => {
+                    if attempt < self.policy.retries {
+                        tracing::debug!(url, err = %transport_message(&e), attempt, "retrying");
+                        backoff(attempt, None).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(ImageError::Registry {
+                        url: url.to_string(),
+                        message: format!(
+                            "{} (after {} attempts)",
+                            transport_message(&e),
+                            attempt + 1
+                        ),
+                    });
+                }
+                Ok(Ok(r)) => r,
+            };
+            let status = resp.status();
+            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+                && attempt < self.policy.retries
+            {
+                let after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.min(60)));
+                tracing::debug!(url, %status, attempt, "retrying");
+                backoff(attempt, after).await;
+                attempt += 1;
+                continue;
+            }
             if resp.status() != StatusCode::UNAUTHORIZED || answered {
                 return Ok(resp);
             }
@@ -190,7 +326,7 @@ impl Session {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let reply: TokenReply = json_body(resp).await?;
+        let reply: TokenReply = json_body(resp, self.policy.progress_timeout).await?;
         let token = reply
             .token
             .or(reply.access_token)
@@ -209,10 +345,10 @@ impl Session {
             MEDIA_DOCKER_MANIFEST,
         ]
         .join(", ");
-        let resp = self.get(&url, Some(&accept)).await?;
+        let resp = self.get(&url, Some(&accept), 0).await?;
         let resp = check_status(resp, &url, reference)?;
         let media_type = content_type(resp.headers());
-        let bytes = read_limited(resp, 8 << 20, &url).await?;
+        let bytes = read_limited(resp, 8 << 20, &url, self.policy.progress_timeout).await?;
         let digest = sha256_digest(&bytes);
         if reference.starts_with("sha256:") && digest != reference {
             return Err(ImageError::DigestMismatch {
@@ -236,9 +372,20 @@ impl Session {
     /// Fetches a small blob (an image config) into memory and verifies its digest.
     pub async fn blob_bytes(&mut self, digest: &str, limit: u64) -> Result<Vec<u8>, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
-        let resp = self.get(&url, None).await?;
-        let resp = check_status(resp, &url, digest)?;
-        let bytes = read_limited(resp, limit, &url).await?;
+        // Small enough to fetch again whole when a transfer is cut.
+        let mut attempt = 0;
+        let bytes = loop {
+            let resp = self.get(&url, None, 0).await?;
+            let resp = check_status(resp, &url, digest)?;
+            match read_limited(resp, limit, &url, self.policy.progress_timeout).await {
+                Ok(b) => break b,
+                Err(ImageError::Registry { .. }) if attempt < self.policy.retries => {
+                    backoff(attempt, None).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(ImageError::DigestMismatch {
@@ -250,8 +397,10 @@ impl Session {
         Ok(bytes)
     }
 
-    /// Streams a blob into `dest` (a temp path), hashing as bytes arrive. The file is complete and
-    /// verified when this returns Ok; on any error it is removed.
+    /// Streams a blob into `dest` (a temp path), hashing as bytes arrive. A transfer cut
+    /// short resumes with an HTTP Range request where the registry allows it (and starts over
+    /// where it does not). The file is complete and verified when this returns Ok; on any
+    /// error it is removed.
     pub async fn blob_to_file(
         &mut self,
         digest: &str,
@@ -260,31 +409,66 @@ impl Session {
     ) -> Result<u64, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
         let result = async {
-            let resp = self.get(&url, None).await?;
-            let resp = check_status(resp, &url, digest)?;
             let mut file = tokio::fs::File::create(dest)
                 .await
                 .map_err(|e| ImageError::io(format!("create {}", dest.display()), e))?;
             let mut hasher = Sha256::new();
             let mut written = 0u64;
-            let mut stream = resp.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| ImageError::Registry {
-                    url: url.clone(),
-                    message: transport_message(&e),
-                })?;
-                written += chunk.len() as u64;
-                if size > 0 && written > size {
-                    return Err(ImageError::DigestMismatch {
-                        what: url.clone(),
-                        expected: format!("{digest} ({size} bytes)"),
-                        actual: format!("more than {size} bytes"),
-                    });
+            let mut cuts = 0u32;
+            'fetch: loop {
+                let resp = self.get(&url, None, written).await?;
+                let resp = check_status(resp, &url, digest)?;
+                if written > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
+                    // No range support: start again from the first byte.
+                    tracing::debug!(url, "registry ignored the range; fetching the whole blob");
+                    file.set_len(0)
+                        .await
+                        .map_err(|e| ImageError::io(format!("truncate {}", dest.display()), e))?;
+                    file.seek(std::io::SeekFrom::Start(0))
+                        .await
+                        .map_err(|e| ImageError::io(format!("seek {}", dest.display()), e))?;
+                    hasher = Sha256::new();
+                    written = 0;
                 }
-                hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| ImageError::io(format!("write {}", dest.display()), e))?;
+                let mut stream = resp.bytes_stream();
+                loop {
+                    let next =
+                        match tokio::time::timeout(self.policy.progress_timeout, stream.next())
+                            .await
+                        {
+                            Err(_) => return Err(stalled(&url, self.policy.progress_timeout)),
+                            Ok(n) => n,
+                        };
+                    let chunk = match next {
+                        None => break 'fetch,
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => {
+                            // Cut mid-transfer: resume from what arrived.
+                            if cuts < self.policy.retries {
+                                cuts += 1;
+                                tracing::debug!(url, written, err = %transport_message(&e), "blob transfer cut; resuming");
+                                backoff(cuts - 1, None).await;
+                                continue 'fetch;
+                            }
+                            return Err(ImageError::Registry {
+                                url: url.clone(),
+                                message: transport_message(&e),
+                            });
+                        }
+                    };
+                    written += chunk.len() as u64;
+                    if size > 0 && written > size {
+                        return Err(ImageError::DigestMismatch {
+                            what: url.clone(),
+                            expected: format!("{digest} ({size} bytes)"),
+                            actual: format!("more than {size} bytes"),
+                        });
+                    }
+                    hasher.update(&chunk);
+                    file.write_all(&chunk)
+                        .await
+                        .map_err(|e| ImageError::io(format!("write {}", dest.display()), e))?;
+                }
             }
             file.sync_data()
                 .await
@@ -305,6 +489,20 @@ impl Session {
         }
         result
     }
+}
+
+/// Waits before retry `attempt` (0-based): `after` when the registry said, else 250 ms
+/// doubling up to 8 s.
+async fn backoff(attempt: u32, after: Option<Duration>) {
+    let d = after.unwrap_or_else(|| Duration::from_millis(250 << attempt.min(5)));
+    tokio::time::sleep(d).await;
+}
+
+fn stalled(url: &str, limit: Duration) -> ImageError {
+    ImageError::Stalled(format!(
+        "{url}: no data for {}s (image.progress_timeout)",
+        limit.as_secs()
+    ))
 }
 
 fn basic_header(c: &Credentials) -> String {
@@ -375,10 +573,15 @@ async fn read_limited(
     resp: reqwest::Response,
     limit: u64,
     url: &str,
+    progress_timeout: Duration,
 ) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(progress_timeout, stream.next())
+            .await
+            .map_err(|_| stalled(url, progress_timeout))?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ImageError::Registry {
             url: url.to_string(),
             message: transport_message(&e),
@@ -412,9 +615,10 @@ fn transport_message(e: &reqwest::Error) -> String {
 
 async fn json_body<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
+    progress_timeout: Duration,
 ) -> Result<T, ImageError> {
     let url = resp.url().to_string();
-    let bytes = read_limited(resp, 1 << 20, &url).await?;
+    let bytes = read_limited(resp, 1 << 20, &url, progress_timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| ImageError::Registry {
         url,
         message: format!("invalid JSON: {e}"),

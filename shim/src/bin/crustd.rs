@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use crust_proto::cri::image_service_server::ImageServiceServer;
 use crust_proto::cri::runtime_service_server::RuntimeServiceServer;
 use crust_runtime::engine::EngineConfig;
-use crust_runtime::image::RegistryConfig;
 use crust_runtime::monitor::client::MonitorLauncher;
 use crust_runtime::monitor::server::{self, MonitorArgs};
 use crust_shim::config::{self, Config};
@@ -150,9 +149,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         state: cfg.state.clone(),
         cgroup_root: cfg.cgroup_root.clone(),
         cgroup_driver: cfg.driver()?,
-        registry: RegistryConfig {
-            insecure: cfg.image.insecure_registries.clone(),
-        },
+        registry: cfg.image.registry_config()?,
         runtime_handlers: cfg.runtime_handlers.clone(),
         shm_size: cfg.shm_size,
         cni: Some(crust_runtime::network::CniConfig {

@@ -52,6 +52,7 @@ pub fn to_status(e: &Error) -> Status {
             ImageError::Unauthorized(_) => Code::Unauthenticated,
             ImageError::Registry { .. } => Code::Unavailable,
             ImageError::Unsupported(_) | ImageError::BadManifest(_) => Code::FailedPrecondition,
+            ImageError::Stalled(_) => Code::DeadlineExceeded,
             ImageError::DigestMismatch { .. } | ImageError::BadLayer(_) => Code::DataLoss,
             ImageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Code::ResourceExhausted
