@@ -5,7 +5,7 @@
 # curl), and checks for a Rust toolchain.
 set -euo pipefail
 
-need=(python3 openssl libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 iptables containernetworking-plugins ca-certificates)
+need=(python3 openssl zstd libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 iptables containernetworking-plugins ca-certificates)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

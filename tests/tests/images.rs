@@ -288,6 +288,22 @@ async fn manifest_kinds_platforms_and_layers_unpack_right() {
         out,
         vec!["passwd-present".to_string(), "new.txt".to_string()]
     );
+    // A zstd-compressed layer unpacks like any other.
+    let image = registry().image("zstd");
+    c.pull(&image).await.unwrap();
+    let ctr = c
+        .run(
+            &pod,
+            &pc,
+            container_config("zstd", &image, &["cat", "/zstd-marker"]),
+        )
+        .await
+        .unwrap();
+    let st = c
+        .wait_exited(&ctr, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(log_lines(&st.log_path)[0].1, "unpacked from zstd");
     // The busybox layer is shared with the other images: one snapshot per chain id.
     let snapshots = std::fs::read_dir(d.root.join("snapshots"))
         .unwrap()
@@ -295,8 +311,8 @@ async fn manifest_kinds_platforms_and_layers_unpack_right() {
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .count();
     assert_eq!(
-        snapshots, 2,
-        "busybox layer + the layered image's second layer"
+        snapshots, 3,
+        "busybox layer + the second layers of the layered and zstd images"
     );
     drop(c);
     d.shutdown().await;

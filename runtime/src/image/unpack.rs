@@ -36,8 +36,47 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Unpacks the (gzip or plain) tar at `blob` into the empty directory `dest` and returns the
-/// `sha256:` digest of the uncompressed tar stream.
+/// A zstd stream of one or more frames (the format allows concatenation, and some tools
+/// write one frame per chunk), decoded by the pure-Rust `ruzstd`.
+struct ZstdFrames<R: io::BufRead> {
+    decoder: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: io::BufRead> ZstdFrames<R> {
+    fn new(source: R) -> io::Result<Self> {
+        let decoder = ruzstd::decoding::StreamingDecoder::new(source)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        Ok(ZstdFrames {
+            decoder: Some(decoder),
+        })
+    }
+}
+
+impl<R: io::BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(d) = self.decoder.as_mut() else {
+                return Ok(0);
+            };
+            let n = d.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // End of a frame: another may follow.
+            let mut source = self.decoder.take().expect("decoder").into_inner();
+            if source.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            self.decoder = Some(
+                ruzstd::decoding::StreamingDecoder::new(source)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
+            );
+        }
+    }
+}
+
+/// Unpacks the (gzip, zstd or plain) tar at `blob` into the empty directory `dest` and
+/// returns the `sha256:` digest of the uncompressed tar stream.
 pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<String, ImageError> {
     let file =
         fs::File::open(blob).map_err(|e| ImageError::io(format!("open {}", blob.display()), e))?;
@@ -52,9 +91,10 @@ pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<String, ImageError> {
     let decompressed: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(buffered))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(ImageError::Unsupported(
-            "zstd-compressed layers are not supported yet".into(),
-        ));
+        Box::new(
+            ZstdFrames::new(buffered)
+                .map_err(|e| ImageError::BadLayer(format!("zstd layer {}: {e}", blob.display())))?,
+        )
     } else {
         Box::new(buffered)
     };
@@ -373,6 +413,44 @@ mod tests {
         enc.finish().unwrap();
         let dest = tempfile::tempdir().unwrap();
         assert_eq!(unpack_layer(gz.path(), dest.path()).unwrap(), expected);
+    }
+
+    /// zstd layers, also as several concatenated frames (compressed by the zstd CLI, an
+    /// independent implementation).
+    #[test]
+    fn zstd_layers_of_one_or_more_frames() {
+        let l = layer(|b| {
+            file(b, "x", b"hello");
+            file(b, "y", &[7u8; 100_000]);
+        });
+        let tar = fs::read(l.path()).unwrap();
+        let expected = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+        let zstd = |data: &[u8]| {
+            let mut child = std::process::Command::new("zstd")
+                .args(["-q", "-c", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("zstd is installed (scripts/setup.sh)");
+            let mut stdin = child.stdin.take().unwrap();
+            let data = data.to_vec();
+            let writer = std::thread::spawn(move || io::Write::write_all(&mut stdin, &data));
+            let out = child.wait_with_output().unwrap();
+            writer.join().unwrap().unwrap();
+            assert!(out.status.success());
+            out.stdout
+        };
+        let one = tempfile::NamedTempFile::new().unwrap();
+        fs::write(one.path(), zstd(&tar)).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        assert_eq!(unpack_layer(one.path(), dest.path()).unwrap(), expected);
+        assert_eq!(fs::read(dest.path().join("x")).unwrap(), b"hello");
+        let (a, b) = tar.split_at(tar.len() / 3);
+        let two = tempfile::NamedTempFile::new().unwrap();
+        fs::write(two.path(), [zstd(a), zstd(b)].concat()).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        assert_eq!(unpack_layer(two.path(), dest.path()).unwrap(), expected);
+        assert_eq!(fs::read(dest.path().join("y")).unwrap().len(), 100_000);
     }
 
     #[test]
