@@ -222,6 +222,11 @@ impl Store {
         }
     }
 
+    /// Where container bundles (config, writable layer, volumes) live.
+    pub fn containers_root(&self) -> &Path {
+        &self.containers_dir
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir.join(id)
     }

@@ -436,3 +436,79 @@ async fn pulls_survive_registry_faults_and_stalls_fail_cleanly() {
     f.stall_blobs.store(false, SeqCst);
     c3.pull(stalled).await.unwrap();
 }
+
+async fn fs_info(c: &mut crust_e2e::Cri) -> (u64, u64, String, u64) {
+    let r = c
+        .img
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let img = &r.image_filesystems[0];
+    let ctr = &r.container_filesystems[0];
+    (
+        img.used_bytes.unwrap().value,
+        img.inodes_used.unwrap().value,
+        ctr.fs_id.as_ref().unwrap().mountpoint.clone(),
+        ctr.used_bytes.unwrap().value,
+    )
+}
+
+/// ImageFsInfo follows images as they come and go, and containers' writable layers
+/// separately, so kubelet's image GC and eviction see real numbers.
+#[tokio::test]
+async fn image_fs_info_follows_images_and_container_layers() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let (b0, i0, ctr_dir, w0) = fs_info(&mut c).await;
+    assert!(
+        ctr_dir.starts_with(&d.root.display().to_string()),
+        "{ctr_dir}"
+    );
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let (b1, i1, _, _) = fs_info(&mut c).await;
+    assert!(b1 > b0 + 500_000 && i1 > i0 + 100, "{b0}/{i0} -> {b1}/{i1}");
+
+    let pc = crust_e2e::pod_config("fsinfo", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            crust_e2e::container_config(
+                "writer",
+                &image,
+                &["dd", "if=/dev/zero", "of=/big", "bs=1048576", "count=2"],
+            ),
+        )
+        .await
+        .unwrap();
+    c.wait_exited(&id, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (b2, _, _, w2) = fs_info(&mut c).await;
+    assert!(w2 >= w0 + 2 * 1048576, "writable layers {w0} -> {w2}");
+    assert!(
+        b2 < b1 + 100_000,
+        "the container's writes are not image bytes: {b1} -> {b2}"
+    );
+
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    c.img
+        .remove_image(cri::RemoveImageRequest {
+            image: spec(&image),
+        })
+        .await
+        .unwrap();
+    let (b3, _, _, w3) = fs_info(&mut c).await;
+    assert!(
+        w3 < w2,
+        "writable layer gone with its container: {w2} -> {w3}"
+    );
+    assert!(b3 < b1 - 500_000, "image bytes freed: {b1} -> {b3}");
+}

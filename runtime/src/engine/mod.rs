@@ -808,6 +808,23 @@ impl Engine {
     }
 
     /// The pod's pinned network namespace path (for status and CNI).
+    /// Bytes and inodes of all containers' writable layers and image volumes (never their
+    /// mounted rootfs, which is image content), with the directory holding them.
+    pub fn containers_usage(&self) -> (PathBuf, (u64, u64)) {
+        let root = self.store.containers_root().to_path_buf();
+        let mut total = (0, 0);
+        if let Ok(rd) = std::fs::read_dir(&root) {
+            for e in rd.flatten() {
+                for part in ["upper", "volumes"] {
+                    let (b, i) = crate::image::unpack::disk_usage(&e.path().join(part));
+                    total.0 += b;
+                    total.1 += i;
+                }
+            }
+        }
+        (root, total)
+    }
+
     pub fn netns_path(&self, pod_id: &str) -> PathBuf {
         crate::monitor::pin::ns_path(&self.pod_dir(pod_id), "net")
     }

@@ -576,8 +576,6 @@ impl ImageStore {
     }
 }
 
-/// Chain ids per the OCI image spec: the first is the first diff id, each next one is
-/// sha256 of "<previous chain id> <diff id>".
 fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("crust/", env!("CARGO_PKG_VERSION")))
@@ -601,6 +599,8 @@ fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError
     })
 }
 
+/// Chain ids per the OCI image spec: the first is the first diff id, each next one is
+/// sha256 of "<previous chain id> <diff id>".
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {

@@ -143,18 +143,20 @@ pub async fn fs_info(
     e: &Engine,
     _req: cri::ImageFsInfoRequest,
 ) -> Result<cri::ImageFsInfoResponse> {
-    let (bytes, inodes) = e.images.usage();
-    let usage = cri::FilesystemUsage {
+    let usage = |(bytes, inodes): (u64, u64), dir: std::path::PathBuf| cri::FilesystemUsage {
         timestamp: crust_runtime::now_nanos(),
         fs_id: Some(cri::FilesystemIdentifier {
-            mountpoint: e.images.root().join("snapshots").display().to_string(),
+            mountpoint: dir.display().to_string(),
         }),
         used_bytes: Some(cri::UInt64Value { value: bytes }),
         inodes_used: Some(cri::UInt64Value { value: inodes }),
     };
+    let images = usage(e.images.usage(), e.images.root().join("snapshots"));
+    // Containers' writable layers, which kubelet's eviction weighs separately.
+    let (dir, used) = e.containers_usage();
     Ok(cri::ImageFsInfoResponse {
-        image_filesystems: vec![usage],
-        container_filesystems: vec![],
+        image_filesystems: vec![images],
+        container_filesystems: vec![usage(used, dir)],
     })
 }
 
