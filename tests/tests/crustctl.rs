@@ -265,3 +265,64 @@ async fn run_flags_shape_the_container_and_update_changes_limits() {
     let o = ctl(&d, &["rm", "-f", "limited"]);
     assert!(o.status.success(), "{o:?}");
 }
+
+/// `images` shows digests; `prune` removes exited containers (and their pods), then the
+/// images nothing uses any more, and leaves running containers and their images alone.
+#[tokio::test]
+async fn prune_removes_exited_containers_and_unused_images() {
+    let d = Daemon::start().await.unwrap();
+    let busybox = registry().busybox();
+    let layered = registry().image("layered");
+    assert!(
+        ctl(&d, &["run", "--name", "done", &busybox, "true"])
+            .status
+            .success()
+    );
+    assert!(
+        ctl(
+            &d,
+            &["run", "-d", "--name", "live", &busybox, "sleep", "1000"]
+        )
+        .status
+        .success()
+    );
+    assert!(ctl(&d, &["pull", &layered]).status.success());
+    let images = stdout(&ctl(&d, &["images"]));
+    assert!(
+        images.contains("DIGEST") && images.contains("sha256:"),
+        "{images}"
+    );
+
+    let o = ctl(&d, &["prune"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stdout(&o).contains("pruned 1 containers and 1 images"),
+        "{}",
+        stdout(&o)
+    );
+    let ps = stdout(&ctl(&d, &["ps", "-a"]));
+    assert!(ps.contains("live") && !ps.contains("done"), "{ps}");
+    let images = stdout(&ctl(&d, &["images"]));
+    assert!(
+        images.contains("crust-test/busybox") && !images.contains("layered"),
+        "{images}"
+    );
+    let pods = stdout(&ctl(&d, &["pods"]));
+    assert!(
+        !pods.contains("done"),
+        "the exited container's pod went with it: {pods}"
+    );
+
+    assert!(ctl(&d, &["rm", "-f", "live"]).status.success());
+    let o = ctl(&d, &["prune", "--images-only"]);
+    assert!(
+        stdout(&o).contains("pruned 0 containers and 1 images"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        stdout(&ctl(&d, &["images"])).lines().count(),
+        1,
+        "only the header left"
+    );
+}

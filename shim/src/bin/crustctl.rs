@@ -54,6 +54,14 @@ enum Cmd {
     Images,
     /// Remove an image.
     Rmi { image: String },
+    /// Remove exited containers (with the pods `run` made for them) and images no container
+    /// uses; with --images-only / --containers-only, just one of them.
+    Prune {
+        #[arg(long, conflicts_with = "containers_only")]
+        images_only: bool,
+        #[arg(long)]
+        containers_only: bool,
+    },
     /// Run a command in a new pod with one container.
     Run {
         /// Remove the pod when the container exits (without -d).
@@ -234,6 +242,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{r}");
         }
         Cmd::Images => images(&mut c).await?,
+        Cmd::Prune {
+            images_only,
+            containers_only,
+        } => prune(&mut c, !images_only, !containers_only).await?,
         Cmd::Rmi { image } => {
             c.image
                 .remove_image(cri::RemoveImageRequest {
@@ -578,8 +590,8 @@ async fn images(c: &mut CriClient) -> anyhow::Result<()> {
         .into_inner()
         .images;
     println!(
-        "{:<50} {:<15} {:<14} {:>10}",
-        "IMAGE", "TAG", "IMAGE ID", "SIZE"
+        "{:<50} {:<15} {:<14} {:<20} {:>10}",
+        "IMAGE", "TAG", "IMAGE ID", "DIGEST", "SIZE"
     );
     for i in imgs {
         let short =
@@ -594,8 +606,17 @@ async fn images(c: &mut CriClient) -> anyhow::Result<()> {
         };
         for t in tags {
             let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, ""));
+            // The manifest digest this name was pulled at.
+            let digest = i
+                .repo_digests
+                .iter()
+                .find(|d| d.split('@').next() == Some(repo))
+                .or(i.repo_digests.first())
+                .and_then(|d| d.split_once('@'))
+                .map(|(_, d)| d.chars().take(19).collect::<String>())
+                .unwrap_or_else(|| "<none>".into());
             println!(
-                "{repo:<50} {tag:<15} {short:<14} {:>10}",
+                "{repo:<50} {tag:<15} {short:<14} {digest:<20} {:>10}",
                 human_size(i.size)
             );
         }
@@ -1052,6 +1073,49 @@ async fn resolve(c: &mut CriClient, name: &str) -> anyhow::Result<String> {
         0 if by_name.is_empty() => bail!("no such container: {name}"),
         _ => bail!("{name} matches more than one container; use a longer id"),
     }
+}
+
+/// `crustctl prune`: exited containers first (so their images become unused), then images
+/// that no remaining container was created from. Pinned images stay.
+async fn prune(c: &mut CriClient, containers: bool, images: bool) -> anyhow::Result<()> {
+    let (mut n_ctr, mut n_img) = (0, 0);
+    if containers {
+        for ctr in list_all(c).await? {
+            if ctr.state == cri::ContainerState::ContainerExited as i32 {
+                remove(c, &ctr.id, false).await?;
+                println!("deleted container {}", &ctr.id[..12.min(ctr.id.len())]);
+                n_ctr += 1;
+            }
+        }
+    }
+    if images {
+        let used: std::collections::HashSet<String> = list_all(c)
+            .await?
+            .into_iter()
+            .map(|x| x.image_ref)
+            .collect();
+        let all = c
+            .image
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await?
+            .into_inner()
+            .images;
+        for img in all {
+            if img.pinned || used.contains(&img.id) {
+                continue;
+            }
+            c.image
+                .remove_image(cri::RemoveImageRequest {
+                    image: Some(spec(&img.id)),
+                })
+                .await?;
+            let name = img.repo_tags.first().cloned().unwrap_or(img.id.clone());
+            println!("deleted image {name}");
+            n_img += 1;
+        }
+    }
+    println!("pruned {n_ctr} containers and {n_img} images");
+    Ok(())
 }
 
 async fn remove(c: &mut CriClient, id: &str, force: bool) -> anyhow::Result<()> {
