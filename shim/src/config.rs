@@ -64,6 +64,8 @@ pub struct ImageConfig {
     pub retries: u32,
     /// A pull that receives nothing for this long fails (humantime, e.g. "5m").
     pub progress_timeout: String,
+    /// Docker-style config.json with registry credentials, for pulls that bring none.
+    pub credentials_file: String,
     /// Per registry host: mirrors and TLS settings (containerd's hosts.toml, in one file).
     pub registries: std::collections::BTreeMap<String, RegistryHostSection>,
 }
@@ -137,6 +139,8 @@ impl ImageConfig {
             progress_timeout: humantime::parse_duration(&self.progress_timeout).map_err(|e| {
                 anyhow::anyhow!("image.progress_timeout {:?}: {e}", self.progress_timeout)
             })?,
+            credentials_file: (!self.credentials_file.is_empty())
+                .then(|| self.credentials_file.clone().into()),
         })
     }
 }
@@ -233,6 +237,7 @@ impl Default for ImageConfig {
             pinned_images: vec![],
             retries: 4,
             progress_timeout: "5m".into(),
+            credentials_file: String::new(),
             registries: Default::default(),
         }
     }
@@ -300,6 +305,10 @@ pinned_images = []
 retries = 4
 # A pull that receives nothing for this long fails with DeadlineExceeded.
 progress_timeout = "5m"
+# Registry credentials for pulls whose request brings none (kubelet sends imagePullSecrets
+# itself): a Docker-style config.json, {"auths": {"host:port": {"auth": "<base64 user:pass>"}}}.
+# Read at each pull; keep it 0600.
+credentials_file = ""
 
 # Mirrors and TLS per registry host, as image names spell it ("docker.io", "registry.k8s.io",
 # "127.0.0.1:5000"). Mirrors are tried in order, then the registry itself unless

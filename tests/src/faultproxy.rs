@@ -23,6 +23,9 @@ pub struct Faults {
     pub range_requests: AtomicU32,
     /// Whole-blob GETs seen, by digest.
     pub blob_gets: Mutex<HashMap<String, u32>>,
+    /// When set, requests need `Authorization: Basic base64(this)` (else 401 with a Basic
+    /// challenge), as a registry with htpasswd auth answers.
+    pub basic_auth: Mutex<Option<String>>,
 }
 
 pub struct FaultProxy {
@@ -77,6 +80,19 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
         let lower = head.to_ascii_lowercase();
         let is_blob = path.contains("/blobs/sha256:") && first.starts_with("GET");
         let ranged = lower.contains("\r\nrange:");
+        let wanted = f.basic_auth.lock().unwrap().clone();
+        if let Some(userpass) = wanted {
+            use base64::Engine as _;
+            let expected = format!(
+                "authorization: basic {}",
+                base64::engine::general_purpose::STANDARD.encode(userpass)
+            )
+            .to_ascii_lowercase();
+            if !lower.lines().any(|l| l.trim() == expected) {
+                conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"crust-test\"\r\nContent-Length: 0\r\n\r\n").await?;
+                continue;
+            }
+        }
         if take(&f.throttle) {
             conn.write_all(
                 b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",

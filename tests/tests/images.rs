@@ -512,3 +512,98 @@ async fn image_fs_info_follows_images_and_container_layers() {
     );
     assert!(b3 < b1 - 500_000, "image bytes freed: {b1} -> {b3}");
 }
+
+async fn pull_with(
+    c: &mut crust_e2e::Cri,
+    image: &str,
+    auth: Option<cri::AuthConfig>,
+) -> Result<String, tonic::Status> {
+    c.img
+        .pull_image(cri::PullImageRequest {
+            image: spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+/// A registry that wants Basic auth: credentials from the pull request (wrong ones are
+/// refused) or from the configured credentials file, and the password never lands in logs
+/// or state.
+#[tokio::test]
+async fn basic_auth_from_the_request_or_the_credentials_file() {
+    use base64::Engine as _;
+    let reg = registry();
+    let proxy = crust_e2e::faultproxy::FaultProxy::start(&reg.addr).await;
+    *proxy.faults.basic_auth.lock().unwrap() = Some("alice:s3cret-pw".into());
+    let creds = tempfile::tempdir().unwrap();
+    let file = creds.path().join("config.json");
+    let mirror = format!(
+        "[image.registries.\"auth.test\"]\nmirrors = [\"http://{}\"]\nskip_upstream = true",
+        proxy.addr
+    );
+    let image = "auth.test/crust-test/busybox:latest";
+    let basic = |user: &str, pass: &str| {
+        Some(cri::AuthConfig {
+            username: user.into(),
+            password: pass.into(),
+            ..Default::default()
+        })
+    };
+
+    // Without a credentials file: anonymous is refused, wrong credentials too, right ones work.
+    let d = Daemon::start_config("", &mirror).await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let e = pull_with(&mut c, image, None).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = pull_with(&mut c, image, basic("alice", "wrong"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    pull_with(&mut c, image, basic("alice", "s3cret-pw"))
+        .await
+        .unwrap();
+    drop(c);
+    d.shutdown().await;
+
+    // With one: pulls that bring no credentials use it.
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"auths": {{"auth.test": {{"auth": "{}"}}}}}}"#,
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw")
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_config("", &format!("credentials_file = {file:?}\n{mirror}"))
+        .await
+        .unwrap();
+    let mut c = d.cri().await.unwrap();
+    pull_with(&mut c, image, None).await.unwrap();
+    // Request credentials win over the file's.
+    let e = pull_with(
+        &mut c,
+        "auth.test/crust-test/layered:latest",
+        basic("alice", "nope"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let log = d.daemon_log();
+    assert!(
+        !log.contains("s3cret-pw") && !log.contains("nope"),
+        "secrets in the daemon log"
+    );
+    let leaked = std::process::Command::new("grep")
+        .args(["-rl", "s3cret-pw"])
+        .arg(&d.root)
+        .arg(&d.state)
+        .output()
+        .unwrap();
+    assert!(
+        leaked.stdout.is_empty(),
+        "secrets in state: {}",
+        String::from_utf8_lossy(&leaked.stdout)
+    );
+}

@@ -285,6 +285,12 @@ impl ImageStore {
     /// Pulls `name` and returns its record. Layers already unpacked are not fetched again.
     pub async fn pull(&self, name: &str, creds: Credentials) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
+        let creds = match (&self.cfg.registry.credentials_file, creds.is_empty()) {
+            (Some(file), true) => {
+                registry::credentials_from_file(file, &reference.registry)?.unwrap_or_default()
+            }
+            _ => creds,
+        };
         let (mut session, top) = self.open_session(&reference, &creds).await?;
         let repo_digest = reference.with_digest(&top.digest);
         let manifest = match ManifestDoc::parse(&top.bytes, &top.media_type)

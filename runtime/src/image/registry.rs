@@ -46,6 +46,11 @@ impl Credentials {
     fn has_basic(&self) -> bool {
         !self.username.is_empty()
     }
+
+    /// Nothing given: anonymous.
+    pub fn is_empty(&self) -> bool {
+        self.username.is_empty() && self.registry_token.is_empty()
+    }
 }
 
 /// How the engine reaches registries.
@@ -60,6 +65,9 @@ pub struct RegistryConfig {
     pub retries: u32,
     /// A pull that receives nothing for this long fails with DeadlineExceeded.
     pub progress_timeout: Duration,
+    /// Docker-style `config.json` with credentials per registry, used when a pull request
+    /// carries none. Read at each pull, so edits apply without a restart.
+    pub credentials_file: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -69,8 +77,74 @@ impl Default for RegistryConfig {
             hosts: HashMap::new(),
             retries: 4,
             progress_timeout: Duration::from_secs(300),
+            credentials_file: None,
         }
     }
+}
+
+/// The credentials for `registry` in a Docker-style `config.json` (`auths` keyed by host,
+/// with `auth` = base64 "user:password", or `username`/`password`, or `identitytoken`).
+/// Docker Hub also answers to its historical key `https://index.docker.io/v1/`.
+pub fn credentials_from_file(
+    path: &Path,
+    registry: &str,
+) -> Result<Option<Credentials>, ImageError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ImageError::io(format!("read {}", path.display()), e)),
+    };
+    let bad =
+        |m: String| ImageError::Unsupported(format!("credentials file {}: {m}", path.display()));
+    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(None);
+    };
+    let matches = |key: &str| {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        host == registry
+            || (registry == "docker.io"
+                && matches!(
+                    host,
+                    "index.docker.io" | "registry-1.docker.io" | "docker.io"
+                ))
+    };
+    let Some(entry) = auths.iter().find(|(k, _)| matches(k)).map(|(_, v)| v) else {
+        return Ok(None);
+    };
+    let field = |k: &str| {
+        entry
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut c = Credentials {
+        username: field("username"),
+        password: field("password"),
+        registry_token: field("registrytoken"),
+    };
+    let auth = field("auth");
+    if c.username.is_empty() && !auth.is_empty() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| bad(format!("auth of {registry} is not base64")))?;
+        let decoded = String::from_utf8_lossy(&decoded).into_owned();
+        let (u, p) = decoded
+            .split_once(':')
+            .ok_or_else(|| bad(format!("auth of {registry} is not user:password")))?;
+        c.username = u.to_string();
+        c.password = p.to_string();
+    }
+    if c.username.is_empty() && c.registry_token.is_empty() {
+        c.registry_token = field("identitytoken");
+    }
+    Ok(Some(c))
 }
 
 /// TLS settings of one endpoint.
@@ -628,6 +702,53 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_file_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.json");
+        std::fs::write(
+            &f,
+            r#"{"auths": {
+                "https://index.docker.io/v1/": {"auth": "aHViOnNlY3JldA=="},
+                "registry.example:5000": {"username": "u", "password": "hunter2"},
+                "tok.example": {"identitytoken": "t0k"}
+            }}"#,
+        )
+        .unwrap();
+        let hub = credentials_from_file(&f, "docker.io").unwrap().unwrap();
+        assert_eq!(
+            (hub.username.as_str(), hub.password.as_str()),
+            ("hub", "secret")
+        );
+        let r = credentials_from_file(&f, "registry.example:5000")
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.username.as_str(), r.password.as_str()), ("u", "hunter2"));
+        assert_eq!(
+            credentials_from_file(&f, "tok.example")
+                .unwrap()
+                .unwrap()
+                .registry_token,
+            "t0k"
+        );
+        assert!(
+            credentials_from_file(&f, "other.example")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            credentials_from_file(&dir.path().join("none.json"), "x")
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(&f, "{not json").unwrap();
+        assert!(credentials_from_file(&f, "docker.io").is_err());
+        assert!(
+            !format!("{r:?}").contains("hunter2"),
+            "secrets stay out of Debug"
+        );
+    }
 
     #[test]
     fn challenge_params_parse_with_quoted_commas() {
