@@ -607,3 +607,59 @@ async fn basic_auth_from_the_request_or_the_credentials_file() {
         String::from_utf8_lossy(&leaked.stdout)
     );
 }
+
+/// Hostile layers from a real registry: each pull fails naming the problem, nothing lands
+/// outside the store, and no half-unpacked snapshot or image is left.
+#[tokio::test]
+async fn malicious_layers_are_refused_and_nothing_escapes() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let hostname = std::fs::read("/etc/hostname").unwrap_or_default();
+    for (kind, needle) in [
+        ("dotdot", ".."),
+        ("symlink", "symlink"),
+        ("hardlink", "climbs out"),
+        ("pax", ""),
+    ] {
+        let _ = std::fs::remove_file(format!("/tmp/crust-evil-{kind}"));
+        let image = registry().image(&format!("evil-{kind}"));
+        let e = c.pull(&image).await.unwrap_err();
+        let s = e.downcast_ref::<tonic::Status>().unwrap();
+        assert!(
+            matches!(
+                s.code(),
+                Code::DataLoss | Code::FailedPrecondition | Code::InvalidArgument
+            ),
+            "{kind}: {s:?}"
+        );
+        assert!(s.message().contains(needle), "{kind}: {}", s.message());
+        assert!(
+            !std::path::Path::new(&format!("/tmp/crust-evil-{kind}")).exists(),
+            "{kind}: a file landed outside the store"
+        );
+        assert!(
+            !repo_tags(&c).await.iter().any(|t| t.contains("evil")),
+            "{kind}: listed"
+        );
+    }
+    assert_eq!(std::fs::read("/etc/hostname").unwrap_or_default(), hostname);
+    // A layer of the same image still unpacking when the pull failed finishes (and is
+    // committed) on its own: wait for that, then nothing half-made may remain.
+    let snapshots = d.root.join("snapshots");
+    let half_made = || {
+        std::fs::read_dir(&snapshots)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .count()
+    };
+    assert!(
+        crust_e2e::eventually(std::time::Duration::from_secs(30), || async {
+            half_made() == 0
+        })
+        .await,
+        "half-unpacked snapshots remain"
+    );
+    // The store still works.
+    c.pull(&registry().busybox()).await.unwrap();
+}

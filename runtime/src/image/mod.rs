@@ -489,32 +489,34 @@ impl ImageStore {
             .join(format!(".tmp-{}", rand::random::<u64>()));
         std::fs::create_dir(&tmp_dir)
             .map_err(|e| ImageError::io(format!("create {}", tmp_dir.display()), e))?;
-        let blob_for_task = blob.clone();
-        let dir_for_task = tmp_dir.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            unpack::unpack_layer(&blob_for_task, &dir_for_task)
+        // Unpack, verify and commit (or clean up) all in the blocking task: when the pull
+        // is abandoned (another layer failed, the client went away) the task still runs to
+        // the end, and must not leave a half-unpacked directory behind.
+        let (layer_digest, diff_id) = (layer.digest.clone(), diff_id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let actual = match unpack::unpack_layer(&blob, &tmp_dir) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp_dir);
+                    return Err(e);
+                }
+            };
+            if actual != diff_id {
+                let _ = std::fs::remove_dir_all(&tmp_dir);
+                let _ = std::fs::remove_file(&blob);
+                return Err(ImageError::DigestMismatch {
+                    what: format!("layer {layer_digest} (uncompressed)"),
+                    expected: diff_id,
+                    actual,
+                });
+            }
+            std::fs::rename(&tmp_dir, &snapshot).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&tmp_dir);
+                ImageError::io(format!("commit {}", snapshot.display()), e)
+            })
         })
         .await
-        .map_err(|e| ImageError::BadLayer(format!("unpack task failed: {e}")))?;
-        let actual = match result {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp_dir);
-                return Err(e);
-            }
-        };
-        if actual != diff_id {
-            let _ = std::fs::remove_dir_all(&tmp_dir);
-            let _ = std::fs::remove_file(&blob);
-            return Err(ImageError::DigestMismatch {
-                what: format!("layer {} (uncompressed)", layer.digest),
-                expected: diff_id.to_string(),
-                actual,
-            });
-        }
-        std::fs::rename(&tmp_dir, &snapshot)
-            .map_err(|e| ImageError::io(format!("commit {}", snapshot.display()), e))?;
-        Ok(())
+        .map_err(|e| ImageError::BadLayer(format!("unpack task failed: {e}")))?
     }
 
     /// Removes an image by any of its names or its id, with all its tags. Returns the removed

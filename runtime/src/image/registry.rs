@@ -482,6 +482,15 @@ impl Session {
         dest: &Path,
     ) -> Result<u64, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
+        // Removes the partial file however this ends, also when the pull is abandoned and
+        // this future dropped mid-transfer; the caller renames the file away on success.
+        struct Partial<'a>(&'a Path);
+        impl Drop for Partial<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(self.0);
+            }
+        }
+        let _partial = Partial(dest);
         let result = async {
             let mut file = tokio::fs::File::create(dest)
                 .await
@@ -558,8 +567,9 @@ impl Session {
             Ok(written)
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(dest).await;
+        if result.is_ok() {
+            // Keep it: the caller moves it into the store.
+            std::mem::forget(_partial);
         }
         result
     }
