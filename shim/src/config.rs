@@ -66,6 +66,8 @@ pub struct ImageConfig {
     pub progress_timeout: String,
     /// Docker-style config.json with registry credentials, for pulls that bring none.
     pub credentials_file: String,
+    /// Image archives (OCI layout or docker save tars) dropped here are imported; "" is off.
+    pub import_dir: String,
     /// Per registry host: mirrors and TLS settings (containerd's hosts.toml, in one file).
     pub registries: std::collections::BTreeMap<String, RegistryHostSection>,
 }
@@ -238,6 +240,7 @@ impl Default for ImageConfig {
             retries: 4,
             progress_timeout: "5m".into(),
             credentials_file: String::new(),
+            import_dir: "/var/lib/crust/import".into(),
             registries: Default::default(),
         }
     }
@@ -309,6 +312,10 @@ progress_timeout = "5m"
 # itself): a Docker-style config.json, {"auths": {"host:port": {"auth": "<base64 user:pass>"}}}.
 # Read at each pull; keep it 0600.
 credentials_file = ""
+# Air-gapped nodes: image archives (OCI image layout or `docker save` tars, *.tar) dropped here
+# are imported at start and as they appear, then moved to done/ (with a .json of the names)
+# or failed/ (with a .error). `crustctl load FILE` goes through it too. "" turns it off.
+import_dir = "/var/lib/crust/import"
 
 # Mirrors and TLS per registry host, as image names spell it ("docker.io", "registry.k8s.io",
 # "127.0.0.1:5000"). Mirrors are tried in order, then the registry itself unless

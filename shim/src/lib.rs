@@ -4,6 +4,7 @@
 pub mod client;
 pub mod config;
 pub mod cri;
+pub mod import_dir;
 pub mod run_options;
 pub mod sealed;
 pub mod streaming;

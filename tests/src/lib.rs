@@ -54,7 +54,7 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-fn fixtures_dir() -> PathBuf {
+pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
@@ -193,8 +193,9 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n{extra}\n[image]\ninsecure_registries = [{:?}]\n{image}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
+                "root = {root:?}\nstate = {state:?}\nlisten = {socket:?}\ncgroup_root = {cgroup_root:?}\nlog_level = \"info\"\n{extra}\n[image]\ninsecure_registries = [{:?}]\nimport_dir = {:?}\n{image}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
                 reg.addr,
+                dir.path().join("import"),
                 dir.path().join("cni"),
                 dir.path().join("cni-bin"),
             ),

@@ -663,3 +663,95 @@ async fn malicious_layers_are_refused_and_nothing_escapes() {
     // The store still works.
     c.pull(&registry().busybox()).await.unwrap();
 }
+
+/// Air-gapped nodes: an OCI layout dropped in the import directory and a `docker save`
+/// archive loaded with crustctl become images that run without any registry; a bad archive
+/// is set aside with the reason.
+#[tokio::test]
+async fn archives_are_imported_for_air_gapped_nodes() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let archives = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new(crust_e2e::fixtures_dir().join("make-archives.sh"))
+        .arg(&registry().addr)
+        .arg(archives.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "make-archives.sh");
+    let import = d.dir.path().join("import");
+
+    // Dropped in: picked up while the daemon runs.
+    std::fs::copy(archives.path().join("oci.tar"), import.join("oci.tar")).unwrap();
+    assert!(
+        crust_e2e::eventually(std::time::Duration::from_secs(30), || async {
+            repo_tags(&c)
+                .await
+                .contains(&"airgap.example/tools/busybox:1.0".to_string())
+        })
+        .await,
+        "the OCI layout was not imported"
+    );
+    assert!(import.join("done/oci.tar.json").is_file());
+
+    // crustctl load, through the same directory.
+    let o = crust_e2e::crustctl(
+        &d,
+        &[
+            "load",
+            "--import-dir",
+            &import.display().to_string(),
+            &archives.path().join("docker.tar").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Loaded image: airgap.example/tools/busybox:docker\n"
+    );
+
+    // Imported images run; their names point nowhere reachable.
+    let pc = crust_e2e::pod_config("airgap", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    for (name, tag) in [("oci", "1.0"), ("docker", "docker")] {
+        let image = format!("airgap.example/tools/busybox:{tag}");
+        let id = c
+            .run(
+                &pod,
+                &pc,
+                crust_e2e::container_config(name, &image, &["echo", "offline"]),
+            )
+            .await
+            .unwrap();
+        let st = c
+            .wait_exited(&id, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(crust_e2e::log_lines(&st.log_path)[0].1, "offline", "{name}");
+    }
+
+    // A tar that is not an image archive.
+    let bogus = archives.path().join("bogus.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&bogus)
+        .arg("-C")
+        .arg(archives.path())
+        .arg("oci.tar")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = crust_e2e::crustctl(
+        &d,
+        &[
+            "load",
+            "--import-dir",
+            &import.display().to_string(),
+            &bogus.display().to_string(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("neither an OCI image layout"),
+        "{o:?}"
+    );
+}

@@ -6,6 +6,7 @@
 //! - `snapshots/<chain-id hex>/`: one unpacked layer each, shared by every image that has it;
 //! - `images/<config hex>.json`: one record per image (its id is the config digest).
 
+mod import;
 pub mod oci;
 pub mod reference;
 pub mod registry;
@@ -375,13 +376,25 @@ impl ImageStore {
             .collect();
         futures_util::stream::iter(jobs)
             .map(|(layer, diff_id, chain_id)| async move {
-                self.ensure_snapshot(session, &layer, &diff_id, &chain_id)
+                self.ensure_snapshot(Some(session), &layer, &diff_id, &chain_id)
                     .await
             })
             .buffer_unordered(self.cfg.max_concurrent_downloads.max(1))
             .try_collect::<Vec<()>>()
             .await?;
+        self.commit_record(&reference, Some(repo_digest), &manifest, &config, chain_ids)
+    }
 
+    /// Records an image whose blobs and snapshots are in place, under `reference`'s tag (which
+    /// moves off any other image) and with `repo_digest` when known.
+    fn commit_record(
+        &self,
+        reference: &Reference,
+        repo_digest: Option<String>,
+        manifest: &oci::Manifest,
+        config: &ImageConfigFile,
+        chain_ids: Vec<String>,
+    ) -> Result<ImageRecord, ImageError> {
         let id = manifest.config.digest.clone();
         let size = manifest.config.size.max(0) as u64
             + manifest
@@ -425,8 +438,10 @@ impl ImageStore {
             {
                 rec.repo_tags.push(tag);
             }
-            if !rec.repo_digests.contains(&repo_digest) {
-                rec.repo_digests.push(repo_digest);
+            if let Some(d) = repo_digest
+                && !rec.repo_digests.contains(&d)
+            {
+                rec.repo_digests.push(d);
             }
             rec.pinned |= pinned;
             rec.clone()
@@ -447,9 +462,11 @@ impl ImageStore {
             .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
     }
 
+    /// Makes the snapshot of `chain_id` from the layer blob, fetching the blob through
+    /// `session` when it is not in the store yet (imports have every blob already).
     async fn ensure_snapshot(
         &self,
-        session: &tokio::sync::Mutex<registry::Session>,
+        session: Option<&tokio::sync::Mutex<registry::Session>>,
         layer: &oci::Descriptor,
         diff_id: &str,
         chain_id: &str,
@@ -475,6 +492,9 @@ impl ImageStore {
                 ));
                 // Each download works on a copy of the session (with the token the manifest
                 // fetch obtained), so layers stream in parallel.
+                let session = session.ok_or_else(|| {
+                    ImageError::BadManifest(format!("layer {} is missing", layer.digest))
+                })?;
                 let mut s = session.lock().await.clone();
                 s.blob_to_file(&layer.digest, layer.size.max(0) as u64, &tmp)
                     .await?;

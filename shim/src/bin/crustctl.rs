@@ -54,6 +54,15 @@ enum Cmd {
     Images,
     /// Remove an image.
     Rmi { image: String },
+    /// Import image archives (OCI layout or docker save tars) through crustd's import
+    /// directory, for nodes without a registry.
+    Load {
+        /// crustd's `image.import_dir`.
+        #[arg(long, default_value = "/var/lib/crust/import")]
+        import_dir: PathBuf,
+        #[arg(required = true)]
+        archives: Vec<PathBuf>,
+    },
     /// Remove exited containers (with the pods `run` made for them) and images no container
     /// uses; with --images-only / --containers-only, just one of them.
     Prune {
@@ -242,6 +251,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{r}");
         }
         Cmd::Images => images(&mut c).await?,
+        Cmd::Load {
+            import_dir,
+            archives,
+        } => {
+            for a in archives {
+                for name in load(&import_dir, &a).await? {
+                    println!("Loaded image: {name}");
+                }
+            }
+        }
         Cmd::Prune {
             images_only,
             containers_only,
@@ -1072,6 +1091,46 @@ async fn resolve(c: &mut CriClient, name: &str) -> anyhow::Result<String> {
         1 => Ok(by_prefix[0].id.clone()),
         0 if by_name.is_empty() => bail!("no such container: {name}"),
         _ => bail!("{name} matches more than one container; use a longer id"),
+    }
+}
+
+/// Copies `archive` into the import directory under a hidden name, reveals it with a rename
+/// (so crustd never reads half a file), and waits for crustd's verdict.
+async fn load(import_dir: &Path, archive: &Path) -> anyhow::Result<Vec<String>> {
+    use crust_shim::import_dir::{DONE, FAILED};
+    let name = format!(
+        "load-{}-{:08x}.tar",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let hidden = import_dir.join(format!(".{name}"));
+    std::fs::copy(archive, &hidden).with_context(|| {
+        format!(
+            "copy {} into {} (is crustd's image.import_dir there?)",
+            archive.display(),
+            import_dir.display()
+        )
+    })?;
+    std::fs::rename(&hidden, import_dir.join(&name))?;
+    let done = import_dir.join(DONE).join(format!("{name}.json"));
+    let failed = import_dir.join(FAILED).join(format!("{name}.error"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok(b) = std::fs::read(&done) {
+            let _ = std::fs::remove_file(&done);
+            let _ = std::fs::remove_file(import_dir.join(DONE).join(&name));
+            return Ok(serde_json::from_slice(&b)?);
+        }
+        if let Ok(msg) = std::fs::read_to_string(&failed) {
+            bail!("load {}: {msg}", archive.display());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "crustd did not import {} within 10 minutes",
+                archive.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

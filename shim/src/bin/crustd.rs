@@ -193,6 +193,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         crust_shim::streaming::StreamingServer::start(cfg.streaming.to_config()?, engine.clone())
             .await
             .context("start the streaming server")?;
+    if !cfg.image.import_dir.is_empty() {
+        crust_shim::import_dir::spawn(engine.clone(), cfg.image.import_dir.clone().into());
+    }
     let svc = CriService {
         engine: engine.clone(),
         streaming: Some(streaming),
