@@ -93,3 +93,37 @@ for r in a["results"]:
     if o:
         print(f'{r["step"]:<32} {r["median_ms"]:>10.2f} {o["median_ms"]:>14.2f} {r["median_ms"]/o["median_ms"]:>7.2f}')
 PY
+
+# Cold pulls of the 5-layer ~55 MB image: each round a fresh daemon with an empty store, so
+# nothing is cached; crust and containerd alternate.
+tests/fixtures/build-big-image.sh "127.0.0.1:$PORT"
+BIG=127.0.0.1:$PORT/crust-test/big:latest
+kill "$CRUSTD" "$CTRD" 2>/dev/null; wait "$CRUSTD" "$CTRD" 2>/dev/null || true
+ROUNDS=${CRUST_BENCH_PULL_ROUNDS:-3}
+pull_ms() { # socket
+  local t0 t1
+  t0=$(date +%s%N)
+  target/release/crustctl --socket "$1" pull "$BIG" >/dev/null
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000000))
+}
+wait_sock() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }
+crust_pulls=() ctrd_pulls=()
+for r in $(seq "$ROUNDS"); do
+  sed "s#$W/crust/#$W/crust-pull$r/#g" "$W/crustd.toml" >"$W/crustd-pull$r.toml"
+  target/release/crustd --config "$W/crustd-pull$r.toml" >>"$W/crustd.log" 2>&1 & P=$!; pids+=($P)
+  wait_sock "$W/crust-pull$r/crust.sock"; crust_pulls+=("$(pull_ms "$W/crust-pull$r/crust.sock")")
+  kill "$P"; wait "$P" 2>/dev/null || true
+  sed "s#$W/ctrd/root#$W/ctrd-pull$r/root#; s#$W/ctrd/state#$W/ctrd-pull$r/state#; s#$W/ctrd/containerd.sock#$W/ctrd-pull$r/containerd.sock#" \
+    "$W/ctrd/config.toml" >"$W/ctrd-pull$r.toml"
+  containerd --config "$W/ctrd-pull$r.toml" >>"$W/containerd.log" 2>&1 & P=$!; pids+=($P)
+  wait_sock "$W/ctrd-pull$r/containerd.sock"; ctrd_pulls+=("$(pull_ms "$W/ctrd-pull$r/containerd.sock")")
+  kill "$P"; wait "$P" 2>/dev/null || true
+done
+python3 - "${crust_pulls[*]}" "${ctrd_pulls[*]}" "$OUT/pull.json" <<'PY'
+import json, statistics, sys
+a = [int(x) for x in sys.argv[1].split()]; b = [int(x) for x in sys.argv[2].split()]
+ma, mb = statistics.median(a), statistics.median(b)
+print(f'{"cold pull, 5 layers ~55 MB":<32} {ma:>10.0f} {mb:>14.0f} {ma/mb:>7.2f}   (median of {len(a)}; ms)')
+json.dump({"crust_ms": a, "containerd_ms": b, "ratio": ma / mb}, open(sys.argv[3], "w"))
+PY
