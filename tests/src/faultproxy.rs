@@ -26,6 +26,11 @@ pub struct Faults {
     /// When set, requests need `Authorization: Basic base64(this)` (else 401 with a Basic
     /// challenge), as a registry with htpasswd auth answers.
     pub basic_auth: Mutex<Option<String>>,
+    /// Requests need a bearer token from the proxy's own token endpoint (`/token`), as
+    /// Docker Hub-style registries do.
+    pub bearer: AtomicBool,
+    /// Tokens handed out.
+    pub token_requests: AtomicU32,
 }
 
 pub struct FaultProxy {
@@ -80,6 +85,31 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
         let lower = head.to_ascii_lowercase();
         let is_blob = path.contains("/blobs/sha256:") && first.starts_with("GET");
         let ranged = lower.contains("\r\nrange:");
+        if f.bearer.load(Ordering::SeqCst) {
+            if path.starts_with("/token") {
+                let n = f.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = format!(r#"{{"token":"tok-{n}","expires_in":300}}"#);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(resp.as_bytes()).await?;
+                continue;
+            }
+            if !lower.contains("\r\nauthorization: bearer tok-") {
+                let host = lower
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host:"))
+                    .map(str::trim)
+                    .unwrap_or("")
+                    .to_string();
+                let resp = format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"crust-test\"\r\nContent-Length: 0\r\n\r\n"
+                );
+                conn.write_all(resp.as_bytes()).await?;
+                continue;
+            }
+        }
         let wanted = f.basic_auth.lock().unwrap().clone();
         if let Some(userpass) = wanted {
             use base64::Engine as _;

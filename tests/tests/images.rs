@@ -755,3 +755,41 @@ async fn archives_are_imported_for_air_gapped_nodes() {
         "{o:?}"
     );
 }
+
+/// A registry with bearer tokens: the token is fetched once and reused by the next pulls of
+/// the repository until it expires.
+#[tokio::test]
+async fn bearer_tokens_are_reused_until_they_expire() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let reg = registry();
+    let proxy = crust_e2e::faultproxy::FaultProxy::start(&reg.addr).await;
+    proxy.faults.bearer.store(true, SeqCst);
+    let d = Daemon::start_config(
+        "",
+        &format!(
+            "[image.registries.\"bearer.test\"]\nmirrors = [\"http://{}\"]\nskip_upstream = true",
+            proxy.addr
+        ),
+    )
+    .await
+    .unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = "bearer.test/crust-test/busybox:latest";
+    c.pull(image).await.unwrap();
+    assert_eq!(proxy.faults.token_requests.load(SeqCst), 1);
+    c.img
+        .remove_image(cri::RemoveImageRequest { image: spec(image) })
+        .await
+        .unwrap();
+    c.pull(image).await.unwrap();
+    assert_eq!(
+        proxy.faults.token_requests.load(SeqCst),
+        1,
+        "the second pull reused the token"
+    );
+    // Another repository needs its own token.
+    c.pull("bearer.test/crust-test/layered:latest")
+        .await
+        .unwrap();
+    assert_eq!(proxy.faults.token_requests.load(SeqCst), 2);
+}

@@ -98,6 +98,8 @@ pub struct ImageStore {
     cfg: ImageStoreConfig,
     /// One HTTP client per TLS setting in use (the default one first).
     clients: StdMutex<HashMap<registry::TlsOptions, reqwest::Client>>,
+    /// Bearer tokens reused across pulls until they expire.
+    tokens: Arc<registry::TokenCache>,
     images: RwLock<HashMap<String, ImageRecord>>,
     /// One lock per blob or snapshot being produced, so concurrent pulls fetch each once.
     inflight: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -146,6 +148,7 @@ impl ImageStore {
         Ok(ImageStore {
             cfg,
             clients: StdMutex::new(HashMap::from([(registry::TlsOptions::default(), http)])),
+            tokens: Arc::default(),
             images: RwLock::new(images),
             inflight: StdMutex::new(HashMap::new()),
         })
@@ -201,7 +204,8 @@ impl ImageStore {
                 reference,
                 creds.clone(),
                 probe,
-            );
+            )
+            .with_token_cache(self.tokens.clone());
             match session.manifest(reference.manifest_ref()).await {
                 Ok(m) => {
                     session.set_policy(policy);

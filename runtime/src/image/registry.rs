@@ -214,6 +214,56 @@ impl RegistryConfig {
     }
 }
 
+/// Bearer tokens kept between pulls until they expire, per endpoint, repository and
+/// credentials (a token obtained with one set of credentials never serves another).
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: std::sync::Mutex<HashMap<(String, String, String), (String, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    fn key(base: &str, repository: &str, creds: &Credentials) -> (String, String, String) {
+        let mut h = Sha256::new();
+        h.update(creds.username.as_bytes());
+        h.update([0]);
+        h.update(creds.password.as_bytes());
+        h.update([0]);
+        h.update(creds.registry_token.as_bytes());
+        (
+            base.to_string(),
+            repository.to_string(),
+            hex::encode(h.finalize()),
+        )
+    }
+
+    fn get(&self, base: &str, repository: &str, creds: &Credentials) -> Option<String> {
+        let mut t = self.tokens.lock().expect("token cache lock");
+        let now = std::time::Instant::now();
+        t.retain(|_, (_, exp)| *exp > now);
+        t.get(&Self::key(base, repository, creds))
+            .map(|(h, _)| h.clone())
+    }
+
+    fn put(
+        &self,
+        base: &str,
+        repository: &str,
+        creds: &Credentials,
+        header: String,
+        ttl: Duration,
+    ) {
+        // Renewed a little early, so a token never expires mid-request.
+        let ttl = ttl.saturating_sub(Duration::from_secs(10));
+        if ttl.is_zero() {
+            return;
+        }
+        self.tokens.lock().expect("token cache lock").insert(
+            Self::key(base, repository, creds),
+            (header, std::time::Instant::now() + ttl),
+        );
+    }
+}
+
 /// Retries and the no-progress limit of a session's requests.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -229,6 +279,7 @@ pub struct Session {
     creds: Credentials,
     auth_header: Option<String>,
     policy: RetryPolicy,
+    tokens: Option<std::sync::Arc<TokenCache>>,
 }
 
 pub struct FetchedManifest {
@@ -256,7 +307,17 @@ impl Session {
             creds,
             auth_header,
             policy,
+            tokens: None,
         }
+    }
+
+    /// Reuses and keeps bearer tokens in `cache`.
+    pub fn with_token_cache(mut self, cache: std::sync::Arc<TokenCache>) -> Self {
+        if self.auth_header.is_none() {
+            self.auth_header = cache.get(&self.base, &self.repository, &self.creds);
+        }
+        self.tokens = Some(cache);
+        self
     }
 
     pub fn set_policy(&mut self, policy: RetryPolicy) {
@@ -399,13 +460,26 @@ impl Session {
         struct TokenReply {
             token: Option<String>,
             access_token: Option<String>,
+            /// Seconds; the distribution spec's default is 60.
+            expires_in: Option<u64>,
         }
         let reply: TokenReply = json_body(resp, self.policy.progress_timeout).await?;
+        let ttl = Duration::from_secs(reply.expires_in.unwrap_or(60));
         let token = reply
             .token
             .or(reply.access_token)
             .ok_or_else(|| ImageError::Unauthorized("token endpoint returned no token".into()))?;
-        self.auth_header = Some(format!("Bearer {token}"));
+        let header = format!("Bearer {token}");
+        if let Some(cache) = &self.tokens {
+            cache.put(
+                &self.base,
+                &self.repository,
+                &self.creds,
+                header.clone(),
+                ttl,
+            );
+        }
+        self.auth_header = Some(header);
         Ok(())
     }
 
