@@ -218,11 +218,14 @@ impl RegistryConfig {
 /// credentials (a token obtained with one set of credentials never serves another).
 #[derive(Default)]
 pub struct TokenCache {
-    tokens: std::sync::Mutex<HashMap<(String, String, String), (String, std::time::Instant)>>,
+    tokens: std::sync::Mutex<HashMap<TokenKey, (String, std::time::Instant)>>,
 }
 
+/// Endpoint, repository, fingerprint of the credentials.
+type TokenKey = (String, String, String);
+
 impl TokenCache {
-    fn key(base: &str, repository: &str, creds: &Credentials) -> (String, String, String) {
+    fn key(base: &str, repository: &str, creds: &Credentials) -> TokenKey {
         let mut h = Sha256::new();
         h.update(creds.username.as_bytes());
         h.update([0]);
