@@ -466,6 +466,49 @@ impl ImageStore {
             .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
     }
 
+    /// Starts unpacking a layer from the bytes sent to the returned channel, in a blocking
+    /// task that commits the snapshot only when the unpacked stream matches `diff_id` and
+    /// [`StreamedUnpack::finish`] says the download was verified; anything else (including
+    /// this pull being abandoned) removes what it unpacked.
+    fn start_streaming_unpack(
+        &self,
+        layer: &oci::Descriptor,
+        diff_id: &str,
+        chain_id: &str,
+    ) -> Result<(tokio::sync::mpsc::Sender<Vec<u8>>, StreamedUnpack), ImageError> {
+        let tmp_dir = self
+            .cfg
+            .root
+            .join("snapshots")
+            .join(format!(".tmp-{}", rand::random::<u64>()));
+        std::fs::create_dir(&tmp_dir)
+            .map_err(|e| ImageError::io(format!("create {}", tmp_dir.display()), e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel::<bool>();
+        let (what, diff_id, snapshot) = (
+            layer.digest.clone(),
+            diff_id.to_string(),
+            self.snapshot_path(chain_id),
+        );
+        let task = tokio::task::spawn_blocking(move || {
+            let unpacked = unpack::unpack_stream(ChannelReader::new(rx), &what, &tmp_dir);
+            let verified = verdict_rx.blocking_recv().unwrap_or(false);
+            let good = verified && unpacked.is_ok_and(|d| d == diff_id);
+            if good && std::fs::rename(&tmp_dir, &snapshot).is_ok() {
+                return true;
+            }
+            let _ = std::fs::remove_dir_all(&tmp_dir);
+            false
+        });
+        Ok((
+            tx,
+            StreamedUnpack {
+                task,
+                verdict: verdict_tx,
+            },
+        ))
+    }
+
     /// Makes the snapshot of `chain_id` from the layer blob, fetching the blob through
     /// `session` when it is not in the store yet (imports have every blob already).
     async fn ensure_snapshot(
@@ -500,10 +543,22 @@ impl ImageStore {
                     ImageError::BadManifest(format!("layer {} is missing", layer.digest))
                 })?;
                 let mut s = session.lock().await.clone();
-                s.blob_to_file(&layer.digest, layer.size.max(0) as u64, &tmp)
-                    .await?;
+                // Unpack while the bytes arrive; the snapshot is committed only once the
+                // download is verified too.
+                let (tee, streamed) = self.start_streaming_unpack(layer, diff_id, chain_id)?;
+                let downloaded = s
+                    .blob_to_file(&layer.digest, layer.size.max(0) as u64, &tmp, Some(tee))
+                    .await;
+                let verdict = downloaded.is_ok();
+                let committed = streamed.finish(verdict).await;
+                downloaded?;
                 std::fs::rename(&tmp, &blob)
                     .map_err(|e| ImageError::io(format!("store {}", blob.display()), e))?;
+                if committed {
+                    return Ok(());
+                }
+                // The streamed unpack did not hold up (a restarted transfer, a bad layer):
+                // unpack the verified file, which reports what is wrong.
             }
         }
         let tmp_dir = self
@@ -629,6 +684,56 @@ fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError
         url: String::new(),
         message: format!("HTTP client: {e}"),
     })
+}
+
+/// A layer being unpacked as it downloads (see [`ImageStore::start_streaming_unpack`]).
+struct StreamedUnpack {
+    task: tokio::task::JoinHandle<bool>,
+    verdict: tokio::sync::oneshot::Sender<bool>,
+}
+
+impl StreamedUnpack {
+    /// Tells the unpacker whether the download was verified; true when the snapshot was
+    /// committed.
+    async fn finish(self, download_verified: bool) -> bool {
+        let _ = self.verdict.send(download_verified);
+        self.task.await.unwrap_or(false)
+    }
+}
+
+/// Reads the chunks a download hands over; the end of the channel is the end of the stream.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Chain ids per the OCI image spec: the first is the first diff id, each next one is

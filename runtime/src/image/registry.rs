@@ -552,11 +552,16 @@ impl Session {
     /// short resumes with an HTTP Range request where the registry allows it (and starts over
     /// where it does not). The file is complete and verified when this returns Ok; on any
     /// error it is removed.
+    ///
+    /// With `tee`, every byte is also handed to it as it arrives (for unpacking while
+    /// downloading); when the transfer has to start over, the tee is dropped, so its reader
+    /// sees a short stream and must not trust it.
     pub async fn blob_to_file(
         &mut self,
         digest: &str,
         size: u64,
         dest: &Path,
+        mut tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     ) -> Result<u64, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
         // Removes the partial file however this ends, also when the pull is abandoned and
@@ -589,6 +594,7 @@ impl Session {
                         .map_err(|e| ImageError::io(format!("seek {}", dest.display()), e))?;
                     hasher = Sha256::new();
                     written = 0;
+                    tee = None;
                 }
                 let mut stream = resp.bytes_stream();
                 loop {
@@ -628,6 +634,12 @@ impl Session {
                     file.write_all(&chunk)
                         .await
                         .map_err(|e| ImageError::io(format!("write {}", dest.display()), e))?;
+                    if let Some(t) = &tee
+                        && t.send(chunk.to_vec()).await.is_err()
+                    {
+                        // The unpacker stopped (a bad layer): keep downloading to verify.
+                        tee = None;
+                    }
                 }
             }
             file.sync_data()

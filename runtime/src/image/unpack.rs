@@ -80,7 +80,14 @@ impl<R: io::BufRead> Read for ZstdFrames<R> {
 pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<String, ImageError> {
     let file =
         fs::File::open(blob).map_err(|e| ImageError::io(format!("open {}", blob.display()), e))?;
-    let mut buffered = io::BufReader::with_capacity(256 << 10, file);
+    unpack_stream(file, &blob.display().to_string(), dest)
+}
+
+/// [`unpack_layer`] from any reader (a file, or a download as it arrives); `what` names it
+/// in errors.
+pub fn unpack_stream(src: impl Read, what: &str, dest: &Path) -> Result<String, ImageError> {
+    let blob = Path::new(what);
+    let mut buffered = io::BufReader::with_capacity(256 << 10, src);
     let magic = {
         use std::io::BufRead;
         let head = buffered
