@@ -31,6 +31,8 @@ pub struct Faults {
     pub bearer: AtomicBool,
     /// Tokens handed out.
     pub token_requests: AtomicU32,
+    /// Pause this many milliseconds halfway through each blob (a slow link).
+    pub slow_blob_ms: AtomicU32,
 }
 
 pub struct FaultProxy {
@@ -162,6 +164,15 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
             .map_or(resp.len(), |p| p + 4);
         let (rhead, body) = resp.split_at(split);
         let ok = rhead.starts_with(b"HTTP/1.1 200");
+        let pause = f.slow_blob_ms.load(Ordering::SeqCst);
+        if is_blob && ok && body.len() > 1 && pause > 0 {
+            let half = body.len() / 2;
+            conn.write_all(rhead).await?;
+            conn.write_all(&body[..half]).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(pause.into())).await;
+            conn.write_all(&body[half..]).await?;
+            continue;
+        }
         if is_blob && ok && !ranged && body.len() > 1 && f.stall_blobs.load(Ordering::SeqCst) {
             conn.write_all(rhead).await?;
             conn.write_all(&body[..body.len() / 2]).await?;

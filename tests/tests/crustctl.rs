@@ -326,3 +326,31 @@ async fn prune_removes_exited_containers_and_unused_images() {
         "only the header left"
     );
 }
+
+/// `crustctl pull` reports each layer as it completes (plain lines when not on a terminal)
+/// and a summary, and prints the image id on stdout. Multi-threaded: the slow proxy runs
+/// in this process while the test waits for crustctl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_reports_progress() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let proxy = crust_e2e::faultproxy::FaultProxy::start(&registry().addr).await;
+    proxy.faults.slow_blob_ms.store(700, SeqCst);
+    let d = Daemon::start_config(
+        "",
+        &format!(
+            "[image.registries.\"slow.test\"]\nmirrors = [\"http://{}\"]\nskip_upstream = true",
+            proxy.addr
+        ),
+    )
+    .await
+    .unwrap();
+    let o = ctl(&d, &["pull", "slow.test/crust-test/layered:latest"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).starts_with("sha256:"), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches(" done").count(), 2, "a line per layer: {err}");
+    assert!(
+        err.contains("pulled slow.test/crust-test/layered:latest"),
+        "{err}"
+    );
+}

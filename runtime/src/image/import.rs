@@ -134,7 +134,8 @@ impl ImageStore {
         }
         let chains = chain_ids(&diff_ids);
         for ((layer, diff_id), chain) in manifest.layers.iter().zip(&diff_ids).zip(&chains) {
-            self.ensure_snapshot(None, layer, diff_id, chain).await?;
+            self.ensure_snapshot(None, layer, diff_id, chain, None)
+                .await?;
         }
         self.commit_record(name, repo_digest, manifest, &config, chains)
     }

@@ -14,6 +14,7 @@ pub mod unpack;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -100,6 +101,8 @@ pub struct ImageStore {
     clients: StdMutex<HashMap<registry::TlsOptions, reqwest::Client>>,
     /// Bearer tokens reused across pulls until they expire.
     tokens: Arc<registry::TokenCache>,
+    /// Pulls in flight, by normalized name, for progress reports.
+    pulls: StdMutex<HashMap<String, Arc<PullProgress>>>,
     images: RwLock<HashMap<String, ImageRecord>>,
     /// One lock per blob or snapshot being produced, so concurrent pulls fetch each once.
     inflight: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -149,6 +152,7 @@ impl ImageStore {
             cfg,
             clients: StdMutex::new(HashMap::from([(registry::TlsOptions::default(), http)])),
             tokens: Arc::default(),
+            pulls: StdMutex::new(HashMap::new()),
             images: RwLock::new(images),
             inflight: StdMutex::new(HashMap::new()),
         })
@@ -370,6 +374,9 @@ impl ImageStore {
         // they can be unpacked in any order.
         let session = tokio::sync::Mutex::new(session);
         let session = &session;
+        // Visible to ImageStatus (verbose) while the pull runs, gone when it ends.
+        let tracker = self.track_pull(&reference, &manifest.layers);
+        let tracker = &tracker;
         let jobs: Vec<(oci::Descriptor, String, String)> = manifest
             .layers
             .iter()
@@ -380,8 +387,15 @@ impl ImageStore {
             .collect();
         futures_util::stream::iter(jobs)
             .map(|(layer, diff_id, chain_id)| async move {
-                self.ensure_snapshot(Some(session), &layer, &diff_id, &chain_id)
+                let done = tracker.layer(&layer.digest);
+                self.ensure_snapshot(Some(session), &layer, &diff_id, &chain_id, done.clone())
                     .await
+                    .inspect(|()| {
+                        // Cached or just unpacked: the layer is complete.
+                        if let Some(d) = done {
+                            d.store(layer.size.max(0) as u64, Ordering::Relaxed);
+                        }
+                    })
             })
             .buffer_unordered(self.cfg.max_concurrent_downloads.max(1))
             .try_collect::<Vec<()>>()
@@ -466,6 +480,42 @@ impl ImageStore {
             .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
     }
 
+    fn track_pull(&self, reference: &Reference, layers: &[oci::Descriptor]) -> PullTracker<'_> {
+        let progress = Arc::new(PullProgress {
+            started: std::time::Instant::now(),
+            layers: layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.size.max(0) as u64, Arc::default()))
+                .collect(),
+        });
+        self.pulls
+            .lock()
+            .expect("pulls lock")
+            .insert(reference.to_string(), progress.clone());
+        PullTracker {
+            store: self,
+            key: reference.to_string(),
+            progress,
+        }
+    }
+
+    /// How far an in-flight pull of `name` is: each layer's digest, size and bytes so far.
+    pub fn pull_progress(&self, name: &str) -> Option<serde_json::Value> {
+        let key = Reference::parse(name).ok()?.to_string();
+        let p = self.pulls.lock().expect("pulls lock").get(&key)?.clone();
+        let layers: Vec<serde_json::Value> = p
+            .layers
+            .iter()
+            .map(|(d, size, done)| {
+                serde_json::json!({"digest": d, "size": size, "downloaded": done.load(Ordering::Relaxed)})
+            })
+            .collect();
+        Some(serde_json::json!({
+            "layers": layers,
+            "elapsed_ms": p.started.elapsed().as_millis() as u64,
+        }))
+    }
+
     /// Starts unpacking a layer from the bytes sent to the returned channel, in a blocking
     /// task that commits the snapshot only when the unpacked stream matches `diff_id` and
     /// [`StreamedUnpack::finish`] says the download was verified; anything else (including
@@ -517,6 +567,7 @@ impl ImageStore {
         layer: &oci::Descriptor,
         diff_id: &str,
         chain_id: &str,
+        progress: Option<Arc<AtomicU64>>,
     ) -> Result<(), ImageError> {
         let snapshot = self.snapshot_path(chain_id);
         if snapshot.is_dir() {
@@ -547,7 +598,13 @@ impl ImageStore {
                 // download is verified too.
                 let (tee, streamed) = self.start_streaming_unpack(layer, diff_id, chain_id)?;
                 let downloaded = s
-                    .blob_to_file(&layer.digest, layer.size.max(0) as u64, &tmp, Some(tee))
+                    .blob_to_file(
+                        &layer.digest,
+                        layer.size.max(0) as u64,
+                        &tmp,
+                        Some(tee),
+                        progress.as_deref(),
+                    )
                     .await;
                 let verdict = downloaded.is_ok();
                 let committed = streamed.finish(verdict).await;
@@ -684,6 +741,42 @@ fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError
         url: String::new(),
         message: format!("HTTP client: {e}"),
     })
+}
+
+/// Bytes received per layer of one pull.
+struct PullProgress {
+    started: std::time::Instant,
+    layers: Vec<(String, u64, Arc<AtomicU64>)>,
+}
+
+/// Keeps a pull's progress registered for as long as the pull runs.
+struct PullTracker<'a> {
+    store: &'a ImageStore,
+    key: String,
+    progress: Arc<PullProgress>,
+}
+
+impl PullTracker<'_> {
+    fn layer(&self, digest: &str) -> Option<Arc<AtomicU64>> {
+        self.progress
+            .layers
+            .iter()
+            .find(|(d, _, _)| d == digest)
+            .map(|(_, _, c)| c.clone())
+    }
+}
+
+impl Drop for PullTracker<'_> {
+    fn drop(&mut self) {
+        let mut pulls = self.store.pulls.lock().expect("pulls lock");
+        // Only our own entry: a concurrent pull of the same name may have replaced it.
+        if pulls
+            .get(&self.key)
+            .is_some_and(|p| Arc::ptr_eq(p, &self.progress))
+        {
+            pulls.remove(&self.key);
+        }
+    }
 }
 
 /// A layer being unpacked as it downloads (see [`ImageStore::start_streaming_unpack`]).

@@ -562,6 +562,7 @@ impl Session {
         size: u64,
         dest: &Path,
         mut tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        progress: Option<&std::sync::atomic::AtomicU64>,
     ) -> Result<u64, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
         // Removes the partial file however this ends, also when the pull is abandoned and
@@ -595,6 +596,9 @@ impl Session {
                     hasher = Sha256::new();
                     written = 0;
                     tee = None;
+                    if let Some(p) = progress {
+                        p.store(0, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 let mut stream = resp.bytes_stream();
                 loop {
@@ -631,6 +635,9 @@ impl Session {
                         });
                     }
                     hasher.update(&chunk);
+                    if let Some(p) = progress {
+                        p.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     file.write_all(&chunk)
                         .await
                         .map_err(|e| ImageError::io(format!("write {}", dest.display()), e))?;

@@ -247,7 +247,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let mut c = connect(&cli.socket).await?;
     match cli.cmd {
         Cmd::Pull { image } => {
-            let r = pull(&mut c, &image).await?;
+            let r = pull_with_progress(&mut c, &image).await?;
             println!("{r}");
         }
         Cmd::Images => images(&mut c).await?,
@@ -599,6 +599,100 @@ async fn pull(c: &mut CriClient, image: &str) -> anyhow::Result<String> {
         })
         .await?;
     Ok(r.into_inner().image_ref)
+}
+
+/// Pulls while showing per-layer progress on stderr (read from ImageStatus's verbose info
+/// while the pull runs): redrawn bars on a terminal, a line per finished layer otherwise.
+async fn pull_with_progress(c: &mut CriClient, image: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut puller = c.clone();
+    let name = image.to_string();
+    let mut task = tokio::spawn(async move { pull(&mut puller, &name).await });
+    let mut reported: std::collections::HashSet<String> = Default::default();
+    let (mut drawn, mut total) = (0usize, 0u64);
+    let mut last: Option<serde_json::Value> = None;
+    let mut err = std::io::stderr();
+    loop {
+        let finished = tokio::select! {
+            r = &mut task => Some(r??),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => None,
+        };
+        let mut progress: Option<serde_json::Value> = if finished.is_none() {
+            c.image
+                .image_status(cri::ImageStatusRequest {
+                    image: Some(spec(image)),
+                    verbose: true,
+                })
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().info.get("progress").cloned())
+                .and_then(|p| serde_json::from_str(&p).ok())
+        } else {
+            // Done: every layer the last report showed is complete now.
+            last.take().map(|mut p: serde_json::Value| {
+                for l in p["layers"].as_array_mut().into_iter().flatten() {
+                    l["downloaded"] = l["size"].clone();
+                }
+                p
+            })
+        };
+        if let Some(p) = &progress {
+            last = Some(p.clone());
+        }
+        if let Some(p) = progress.take() {
+            let p = &p;
+            let secs = p["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+            let layers = p["layers"].as_array().cloned().unwrap_or_default();
+            total = layers.iter().filter_map(|l| l["size"].as_u64()).sum();
+            if tty && drawn > 0 {
+                let _ = write!(err, "\x1b[{drawn}A");
+            }
+            drawn = 0;
+            for l in &layers {
+                let digest = l["digest"].as_str().unwrap_or("");
+                let short: String = digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                let (done, size) = (
+                    l["downloaded"].as_u64().unwrap_or(0),
+                    l["size"].as_u64().unwrap_or(0),
+                );
+                if tty {
+                    let pct = if size > 0 { done * 100 / size } else { 100 };
+                    let bar: String = (0..20)
+                        .map(|i| if i * 5 < pct { '#' } else { '.' })
+                        .collect();
+                    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+                    let _ = writeln!(
+                        err,
+                        "\x1b[2K{short}  [{bar}] {:>9} / {:<9} {:>9}/s",
+                        human_size(done),
+                        human_size(size),
+                        human_size(rate as u64)
+                    );
+                    drawn += 1;
+                } else if size > 0 && done >= size && reported.insert(digest.to_string()) {
+                    let _ = writeln!(err, "{short}: {} done", human_size(size));
+                }
+            }
+        }
+        if let Some(id) = finished {
+            let secs = started.elapsed().as_secs_f64();
+            if total > 0 {
+                let _ = writeln!(
+                    err,
+                    "pulled {image}: {} in {secs:.1}s ({}/s)",
+                    human_size(total),
+                    human_size((total as f64 / secs.max(0.001)) as u64)
+                );
+            }
+            return Ok(id);
+        }
+    }
 }
 
 async fn images(c: &mut CriClient) -> anyhow::Result<()> {

@@ -73,6 +73,13 @@ pub async fn status(e: &Engine, req: cri::ImageStatusRequest) -> Result<cri::Ima
             serde_json::json!({"config": r.config, "chain_ids": r.chain_ids, "layers": r.layer_digests}).to_string(),
         );
     }
+    // Not there yet but being pulled: how far the pull is (crustctl pull shows it).
+    if req.verbose
+        && rec.is_none()
+        && let Some(p) = e.images.pull_progress(&name)
+    {
+        info.insert("progress".into(), p.to_string());
+    }
     Ok(cri::ImageStatusResponse {
         image: rec.as_ref().map(to_cri),
         info,
