@@ -662,7 +662,7 @@ async fn pull_with_progress(c: &mut CriClient, image: &str) -> anyhow::Result<St
                     l["size"].as_u64().unwrap_or(0),
                 );
                 if tty {
-                    let pct = if size > 0 { done * 100 / size } else { 100 };
+                    let pct = (done * 100).checked_div(size).unwrap_or(100);
                     let bar: String = (0..20)
                         .map(|i| if i * 5 < pct { '#' } else { '.' })
                         .collect();
