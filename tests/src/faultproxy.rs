@@ -33,6 +33,10 @@ pub struct Faults {
     pub token_requests: AtomicU32,
     /// Pause this many milliseconds halfway through each blob (a slow link).
     pub slow_blob_ms: AtomicU32,
+    /// Serve `crust-test/foreign:latest` as this manifest, its config from
+    /// `crust-test/busybox`, and `/foreign/<digest>` as that repository's blobs: the layer
+    /// itself is only reachable through the URL the manifest gives.
+    pub foreign: Mutex<Option<(Vec<u8>, String)>>,
 }
 
 pub struct FaultProxy {
@@ -83,7 +87,24 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
             buf.extend_from_slice(&chunk[..n]);
         };
         let first = head.lines().next().unwrap_or("").to_string();
-        let path = first.split(' ').nth(1).unwrap_or("").to_string();
+        let mut path = first.split(' ').nth(1).unwrap_or("").to_string();
+        let foreign = f.foreign.lock().unwrap().clone();
+        if let Some((manifest, config)) = foreign {
+            if path == "/v2/crust-test/foreign/manifests/latest" {
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.v2+json\r\nContent-Length: {}\r\n\r\n",
+                    manifest.len()
+                );
+                conn.write_all(resp.as_bytes()).await?;
+                conn.write_all(&manifest).await?;
+                continue;
+            }
+            if path == format!("/v2/crust-test/foreign/blobs/{config}") {
+                path = format!("/v2/crust-test/busybox/blobs/{config}");
+            } else if let Some(d) = path.strip_prefix("/foreign/") {
+                path = format!("/v2/crust-test/busybox/blobs/{d}");
+            }
+        }
         let lower = head.to_ascii_lowercase();
         let is_blob = path.contains("/blobs/sha256:") && first.starts_with("GET");
         let ranged = lower.contains("\r\nrange:");
@@ -148,6 +169,8 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
         // Forward on a fresh upstream connection that closes after the response.
         let mut up = TcpStream::connect(upstream).await?;
         let mut fwd = String::new();
+        let method = first.split(' ').next().unwrap_or("GET");
+        let head = head.replacen(&first, &format!("{method} {path} HTTP/1.1"), 1);
         for line in head.split("\r\n").filter(|l| !l.is_empty()) {
             if !line.to_ascii_lowercase().starts_with("connection:") {
                 fwd.push_str(line);

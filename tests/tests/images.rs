@@ -793,3 +793,55 @@ async fn bearer_tokens_are_reused_until_they_expire() {
         .unwrap();
     assert_eq!(proxy.faults.token_requests.load(SeqCst), 2);
 }
+
+/// A non-distributable layer the registry does not hold is fetched from the URL its
+/// descriptor gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_layers_come_from_their_urls() {
+    let reg = registry();
+    let proxy = crust_e2e::faultproxy::FaultProxy::start(&reg.addr).await;
+    let out = std::process::Command::new("curl")
+        .args([
+            "-fsS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "http://{}/v2/crust-test/busybox/manifests/latest",
+            reg.addr
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let config = m["config"]["digest"].as_str().unwrap().to_string();
+    m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json".into();
+    m["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
+    m["layers"][0]["mediaType"] =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
+    m["layers"][0]["urls"] = serde_json::json!([
+        "http://127.0.0.1:1/unreachable",
+        format!("http://{}/foreign/{layer}", proxy.addr)
+    ]);
+    *proxy.faults.foreign.lock().unwrap() = Some((serde_json::to_vec(&m).unwrap(), config));
+    let d = Daemon::start_config(
+        "",
+        &format!(
+            "[image.registries.\"foreign.test\"]\nmirrors = [\"http://{}\"]\nskip_upstream = true",
+            proxy.addr
+        ),
+    )
+    .await
+    .unwrap();
+    let mut c = d.cri().await.unwrap();
+    c.pull("foreign.test/crust-test/foreign:latest")
+        .await
+        .unwrap();
+    assert!(
+        d.root
+            .join("content/blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"))
+            .is_file()
+    );
+}

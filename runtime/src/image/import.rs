@@ -231,6 +231,7 @@ impl ImageStore {
                     digest: d,
                     size: std::fs::metadata(&p).map(|m| m.len() as i64).unwrap_or(0),
                     platform: None,
+                    urls: vec![],
                 });
             }
             let manifest = Manifest {
@@ -242,6 +243,7 @@ impl ImageStore {
                         .map(|m| m.len() as i64)
                         .unwrap_or(0),
                     platform: None,
+                    urls: vec![],
                 },
                 layers,
             };

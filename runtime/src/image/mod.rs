@@ -597,7 +597,7 @@ impl ImageStore {
                 // Unpack while the bytes arrive; the snapshot is committed only once the
                 // download is verified too.
                 let (tee, streamed) = self.start_streaming_unpack(layer, diff_id, chain_id)?;
-                let downloaded = s
+                let mut downloaded = s
                     .blob_to_file(
                         &layer.digest,
                         layer.size.max(0) as u64,
@@ -608,6 +608,25 @@ impl ImageStore {
                     .await;
                 let verdict = downloaded.is_ok();
                 let committed = streamed.finish(verdict).await;
+                // A non-distributable layer the registry does not hold: its own URLs.
+                if matches!(downloaded, Err(ImageError::NotFound(_))) {
+                    for url in &layer.urls {
+                        downloaded = s
+                            .foreign_blob_to_file(
+                                url,
+                                &layer.digest,
+                                layer.size.max(0) as u64,
+                                &tmp,
+                                None,
+                                progress.as_deref(),
+                            )
+                            .await;
+                        if downloaded.is_ok() {
+                            break;
+                        }
+                        tracing::info!(url, digest = %layer.digest, "foreign layer URL failed");
+                    }
+                }
                 downloaded?;
                 std::fs::rename(&tmp, &blob)
                     .map_err(|e| ImageError::io(format!("store {}", blob.display()), e))?;

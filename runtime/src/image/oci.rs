@@ -15,6 +15,10 @@ pub struct Descriptor {
     pub size: i64,
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// Where a non-distributable ("foreign") layer can be fetched when the registry does
+    /// not hold it.
+    #[serde(default)]
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -561,10 +561,49 @@ impl Session {
         digest: &str,
         size: u64,
         dest: &Path,
-        mut tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
         progress: Option<&std::sync::atomic::AtomicU64>,
     ) -> Result<u64, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
+        self.fetch_to_file(&url, digest, size, dest, tee, progress)
+            .await
+    }
+
+    /// [`Session::blob_to_file`] from a non-distributable layer's own URL (no registry
+    /// credentials are sent there).
+    pub async fn foreign_blob_to_file(
+        &self,
+        url: &str,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+        tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        progress: Option<&std::sync::atomic::AtomicU64>,
+    ) -> Result<u64, ImageError> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ImageError::BadManifest(format!(
+                "layer {digest}: URL {url:?} is not http(s)"
+            )));
+        }
+        let mut anonymous = self.clone();
+        anonymous.auth_header = None;
+        anonymous.creds = Credentials::default();
+        anonymous.tokens = None;
+        anonymous
+            .fetch_to_file(url, digest, size, dest, tee, progress)
+            .await
+    }
+
+    async fn fetch_to_file(
+        &mut self,
+        url: &str,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+        mut tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        progress: Option<&std::sync::atomic::AtomicU64>,
+    ) -> Result<u64, ImageError> {
+        let url = url.to_string();
         // Removes the partial file however this ends, also when the pull is abandoned and
         // this future dropped mid-transfer; the caller renames the file away on success.
         struct Partial<'a>(&'a Path);
