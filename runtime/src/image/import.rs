@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::oci::ImageConfigFile;
 use super::oci::{Descriptor, Manifest, ManifestDoc};
 use super::reference::Reference;
 use super::{ImageError, ImageRecord, ImageStore, chain_ids, oci_arch};
@@ -118,20 +117,7 @@ impl ImageStore {
     ) -> Result<ImageRecord, ImageError> {
         let config_bytes = std::fs::read(self.blob_path(&manifest.config.digest))
             .map_err(|e| ImageError::io("read the image config".to_string(), e))?;
-        let config: ImageConfigFile = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::BadManifest(format!("image config: {e}")))?;
-        let diff_ids = config
-            .rootfs
-            .as_ref()
-            .map(|r| r.diff_ids.clone())
-            .unwrap_or_default();
-        if diff_ids.len() != manifest.layers.len() {
-            return Err(ImageError::BadManifest(format!(
-                "{name}: {} layers but {} diff ids",
-                manifest.layers.len(),
-                diff_ids.len()
-            )));
-        }
+        let (config, diff_ids) = super::parse_config(&config_bytes, manifest, name)?;
         let chains = chain_ids(&diff_ids);
         for ((layer, diff_id), chain) in manifest.layers.iter().zip(&diff_ids).zip(&chains) {
             self.ensure_snapshot(None, layer, diff_id, chain, None)

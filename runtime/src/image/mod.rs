@@ -345,20 +345,7 @@ impl ImageStore {
                 }
             }
         };
-        let config: ImageConfigFile = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::BadManifest(format!("image config: {e}")))?;
-        let diff_ids = config
-            .rootfs
-            .as_ref()
-            .map(|r| r.diff_ids.clone())
-            .unwrap_or_default();
-        if diff_ids.len() != manifest.layers.len() {
-            return Err(ImageError::BadManifest(format!(
-                "{reference}: manifest has {} layers but the config lists {} diff ids",
-                manifest.layers.len(),
-                diff_ids.len()
-            )));
-        }
+        let (config, diff_ids) = parse_config(&config_bytes, &manifest, &reference)?;
         for d in manifest
             .layers
             .iter()
@@ -760,6 +747,29 @@ fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError
         url: String::new(),
         message: format!("HTTP client: {e}"),
     })
+}
+
+/// The image config and its diff ids, which must pair up with the manifest's layers.
+fn parse_config(
+    bytes: &[u8],
+    manifest: &oci::Manifest,
+    name: &Reference,
+) -> Result<(ImageConfigFile, Vec<String>), ImageError> {
+    let config: ImageConfigFile = serde_json::from_slice(bytes)
+        .map_err(|e| ImageError::BadManifest(format!("image config: {e}")))?;
+    let diff_ids = config
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.clone())
+        .unwrap_or_default();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::BadManifest(format!(
+            "{name}: manifest has {} layers but the config lists {} diff ids",
+            manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    Ok((config, diff_ids))
 }
 
 /// Bytes received per layer of one pull.
