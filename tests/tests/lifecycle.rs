@@ -1203,3 +1203,30 @@ async fn update_container_resources_changes_limits_live() {
     drop(c);
     d.shutdown().await;
 }
+
+/// The gRPC health service answers on the CRI socket, for the server and both CRI services.
+#[tokio::test]
+async fn grpc_health_service_reports_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let d = Daemon::start().await.unwrap();
+    let c = d.cri().await.unwrap();
+    let mut h = HealthClient::new(c.channel.clone());
+    for service in ["", "runtime.v1.RuntimeService", "runtime.v1.ImageService"] {
+        let r = h
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let e = h
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}

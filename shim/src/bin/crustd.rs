@@ -202,8 +202,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     const MAX_MSG: usize = 16 << 20;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The standard gRPC health service next to CRI, for probes and orchestration that expect
+    // it: the server ("") and both CRI services report SERVING while crustd serves.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RuntimeServiceServer<CriService>>()
+        .await;
+    health.set_serving::<ImageServiceServer<CriService>>().await;
     let server = tonic::transport::Server::builder()
         .layer(crust_shim::cri::pod_resources::Layer(engine))
+        .add_service(health_service)
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(MAX_MSG))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(MAX_MSG))
         .serve_with_incoming_shutdown(
