@@ -680,18 +680,23 @@ async fn archives_are_imported_for_air_gapped_nodes() {
     assert!(st.success(), "make-archives.sh");
     let import = d.dir.path().join("import");
 
-    // Dropped in: picked up while the daemon runs.
-    std::fs::copy(archives.path().join("oci.tar"), import.join("oci.tar")).unwrap();
+    // Dropped in (copied under a hidden name, then renamed, so crustd never sees half a
+    // file): picked up while the daemon runs.
+    std::fs::copy(archives.path().join("oci.tar"), import.join(".oci.tar")).unwrap();
+    std::fs::rename(import.join(".oci.tar"), import.join("oci.tar")).unwrap();
+    let done = import.join("done/oci.tar.json");
     assert!(
         crust_e2e::eventually(std::time::Duration::from_secs(30), || async {
-            repo_tags(&c)
-                .await
-                .contains(&"airgap.example/tools/busybox:1.0".to_string())
+            done.is_file()
         })
         .await,
         "the OCI layout was not imported"
     );
-    assert!(import.join("done/oci.tar.json").is_file());
+    assert!(
+        repo_tags(&c)
+            .await
+            .contains(&"airgap.example/tools/busybox:1.0".to_string())
+    );
 
     // crustctl load, through the same directory.
     let o = crust_e2e::crustctl(
