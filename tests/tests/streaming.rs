@@ -847,11 +847,12 @@ async fn attach_to_a_terminal_container_with_resizes() {
         pod,
         pc,
     } = PodFixture::start("attach-tty").await;
-    let mut cfg = container_config("shell", &image, &["sh"]);
-    cfg.stdin = true;
-    cfg.tty = true;
-    let id = c.run(&pod, &pc, cfg).await.unwrap();
     for (t, (w, h)) in BOTH.into_iter().zip([(90u16, 30u16), (120, 45)]) {
+        // A shell of its own per protocol: nothing one session typed is left for the next.
+        let mut cfg = container_config(&format!("shell-{w}"), &image, &["sh"]);
+        cfg.stdin = true;
+        cfg.tty = true;
+        let id = c.run(&pod, &pc, cfg).await.unwrap();
         let url =
             c.rt.attach(cri::AttachRequest {
                 container_id: id.clone(),
