@@ -1288,18 +1288,7 @@ impl Engine {
         if cmd.is_empty() || cmd[0].is_empty() {
             return Err(Error::InvalidArgument("cmd is required".into()));
         }
-        let (cid, pod_id) = {
-            let c = self.container_shared(id).await?;
-            let mut c = c.lock().await;
-            self.refresh(&mut c);
-            if c.state != ContainerState::Running {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {} is {:?}; exec needs a running container",
-                    c.id, c.state
-                )));
-            }
-            (c.id.clone(), c.pod_id.clone())
-        };
+        let (cid, pod_id, _, _) = self.running(id, "exec").await?;
         // Not holding the container's lock: probes run while the container is stopped or
         // inspected, as with other runtimes.
         // The monitor enforces the command's timeout; this bound only covers a monitor that

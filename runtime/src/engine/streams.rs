@@ -51,7 +51,11 @@ pub struct AttachSession {
 
 impl Engine {
     /// The running container `id`'s id, pod and TTY flag, or the CRI error.
-    async fn running(&self, id: &str, what: &str) -> Result<(String, String, bool, bool)> {
+    pub(super) async fn running(
+        &self,
+        id: &str,
+        what: &str,
+    ) -> Result<(String, String, bool, bool)> {
         let c = self.container_shared(id).await?;
         let mut c = c.lock().await;
         self.refresh(&mut c);
