@@ -2,10 +2,10 @@
 # Installs what building and testing crust needs on a Debian 12 machine, idempotently:
 # Debian packages (libseccomp for libcontainer, protoc for the CRI bindings, the CNI plugins and
 # iptables for pod networking, and for the tests busybox-static, catatonit, docker-registry and
-# curl), and checks for a Rust toolchain.
+# curl, and Prometheus for the metrics test), and checks for a Rust toolchain.
 set -euo pipefail
 
-need=(python3 openssl zstd libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 iptables containernetworking-plugins ca-certificates)
+need=(python3 openssl zstd libseccomp-dev protobuf-compiler busybox-static catatonit docker-registry curl iproute2 iptables containernetworking-plugins ca-certificates prometheus)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -58,6 +58,24 @@ pub enum Request {
     Shutdown,
 }
 
+impl Request {
+    /// The operation's name, as on the wire (for logs and trace spans).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Create(_) => "create",
+            Request::Start { .. } => "start",
+            Request::Stop { .. } => "stop",
+            Request::Delete { .. } => "delete",
+            Request::ExecSync { .. } => "exec_sync",
+            Request::ReopenLog { .. } => "reopen_log",
+            Request::ExecStream { .. } => "exec_stream",
+            Request::Attach { .. } => "attach",
+            Request::Ping => "ping",
+            Request::Shutdown => "shutdown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CreateRequest {
     pub id: String,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsutil;
 pub mod ids;
 pub mod image;
+pub mod metrics;
 pub mod monitor;
 pub mod network;
 pub mod pod;

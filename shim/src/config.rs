@@ -21,6 +21,7 @@ pub struct Config {
     pub log: LogConfig,
     pub cni: CniConfig,
     pub streaming: StreamingSection,
+    pub telemetry: TelemetrySection,
     /// Runtime handler names kubelet may ask for through a RuntimeClass (besides the default).
     pub runtime_handlers: Vec<String>,
     /// Size of each pod's /dev/shm, in bytes.
@@ -203,6 +204,37 @@ impl StreamingSection {
     }
 }
 
+/// Metrics and traces. The standard `OTEL_*` environment variables override the OTLP keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// `host:port` serving `/metrics` (Prometheus text), `/healthz` and `/readyz`; "" is off.
+    pub metrics_address: String,
+    /// OTLP collector; "" (and no `OTEL_EXPORTER_OTLP_ENDPOINT`) exports nothing.
+    pub otlp_endpoint: String,
+    /// "grpc" or "http/protobuf".
+    pub otlp_protocol: String,
+    /// Fraction of new traces kept (a parent's decision is always followed).
+    pub sample_ratio: f64,
+    /// How often metrics are pushed over OTLP (humantime).
+    pub otlp_metrics_interval: String,
+    /// `service.name` of the resource (unless `OTEL_SERVICE_NAME` is set).
+    pub service_name: String,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            metrics_address: String::new(),
+            otlp_endpoint: String::new(),
+            otlp_protocol: "grpc".into(),
+            sample_ratio: 1.0,
+            otlp_metrics_interval: "30s".into(),
+            service_name: "crust".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -222,6 +254,7 @@ impl Default for Config {
             log: LogConfig::default(),
             cni: CniConfig::default(),
             streaming: StreamingSection::default(),
+            telemetry: TelemetrySection::default(),
             runtime_handlers: vec!["crust".into()],
             shm_size: crust_runtime::pod::DEFAULT_SHM_SIZE,
             cgroup_driver: "cgroupfs".into(),
@@ -350,6 +383,24 @@ idle_timeout = "4h"
 # Serve HTTPS with this PEM certificate chain and key (both or neither); URLs then say https.
 tls_cert_file = ""
 tls_key_file = ""
+
+[telemetry]
+# Prometheus endpoint: "host:port" serving /metrics, /healthz and /readyz, e.g.
+# "127.0.0.1:9090" (keep it on loopback or behind a firewall). "" turns it off.
+metrics_address = ""
+# OpenTelemetry: traces (every CRI call, with its expensive steps as child spans) and the
+# same metrics, pushed to an OTLP collector. "" is off. The standard variables
+# OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_HEADERS,
+# OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER(_ARG) override these keys;
+# OTEL_SDK_DISABLED=true, OTEL_TRACES_EXPORTER=none or OTEL_METRICS_EXPORTER=none turn parts off.
+otlp_endpoint = ""
+# "grpc" (e.g. http://collector:4317) or "http/protobuf" (e.g. http://collector:4318).
+otlp_protocol = "grpc"
+# Fraction of new traces kept; a traceparent that arrives with a call decides for itself.
+sample_ratio = 1.0
+# How often metrics are pushed over OTLP.
+otlp_metrics_interval = "30s"
+service_name = "crust"
 "#;
 
 impl Config {

@@ -8,3 +8,4 @@ pub mod import_dir;
 pub mod run_options;
 pub mod sealed;
 pub mod streaming;
+pub mod telemetry;

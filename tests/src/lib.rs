@@ -159,6 +159,8 @@ pub struct Daemon {
     pub logs: PathBuf,
     pub cgroup_root: String,
     pub config: PathBuf,
+    /// Extra environment of crustd (e.g. OTEL_* variables).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -182,6 +184,15 @@ impl Daemon {
     /// A daemon with `extra` at the top of its config and `image` lines in its `[image]`
     /// table (which always trusts the test registry over plain HTTP).
     pub async fn start_config(extra: &str, image: &str) -> anyhow::Result<Daemon> {
+        Self::start_env(extra, image, &[]).await
+    }
+
+    /// [`Daemon::start_config`] with extra environment variables for crustd.
+    pub async fn start_env(
+        extra: &str,
+        image: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
         let reg = registry();
         let dir = tempfile::Builder::new().prefix("crust-e2e-").tempdir()?;
         let root = dir.path().join("root");
@@ -208,6 +219,10 @@ impl Daemon {
             logs,
             cgroup_root,
             config,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         d.spawn().await?;
@@ -233,6 +248,7 @@ impl Daemon {
         let child = Command::new(bin("crustd"))
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

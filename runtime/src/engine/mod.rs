@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use crust_proto::cri;
 use crust_proto::monitor::{CreateRequest, EXIT_FILE, ErrorKind, ExitRecord, Reply, Request};
@@ -375,6 +376,7 @@ impl Engine {
     /// Records an exit and tells subscribers.
     fn mark_exited(&self, c: &mut ContainerRecord, exit: &ExitRecord) {
         apply_exit(c, exit);
+        crate::metrics::engine().container_exit(&c.reason, exit.oom_killed);
         self.emit(EventKind::Stopped, &c.id, &c.pod_id);
     }
 
@@ -570,6 +572,7 @@ impl Engine {
             .cfg
             .launcher
             .spawn(&rec.id, &dir, &rec.hostname, &rec.namespaces)
+            .instrument(tracing::info_span!("monitor.spawn"))
             .await?;
         if !rec.host_network() {
             self.network_add(rec).await?;

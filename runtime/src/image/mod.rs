@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use tracing::Instrument;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,22 @@ pub enum ImageError {
 }
 
 impl ImageError {
+    /// A short label for metrics: why a pull failed.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ImageError::Reference(_) => "invalid_reference",
+            ImageError::NotFound(_) => "not_found",
+            ImageError::Registry { .. } => "registry",
+            ImageError::Unauthorized(_) => "unauthorized",
+            ImageError::DigestMismatch { .. } => "digest_mismatch",
+            ImageError::Unsupported(_) => "unsupported",
+            ImageError::BadLayer(_) => "bad_layer",
+            ImageError::BadManifest(_) => "bad_manifest",
+            ImageError::Stalled(_) => "stalled",
+            ImageError::Io { .. } => "io",
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ImageError::Io {
             context: context.into(),
@@ -293,6 +310,19 @@ impl ImageStore {
 
     /// Pulls `name` and returns its record. Layers already unpacked are not fetched again.
     pub async fn pull(&self, name: &str, creds: Credentials) -> Result<ImageRecord, ImageError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .pull_traced(name, creds)
+            .instrument(tracing::info_span!("image.pull", image = name))
+            .await;
+        crate::metrics::engine().image_pull(
+            started.elapsed(),
+            result.as_ref().err().map(ImageError::reason),
+        );
+        result
+    }
+
+    async fn pull_traced(&self, name: &str, creds: Credentials) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
         let creds = match (&self.cfg.registry.credentials_file, creds.is_empty()) {
             (Some(file), true) => {
@@ -300,7 +330,10 @@ impl ImageStore {
             }
             _ => creds,
         };
-        let (mut session, top) = self.open_session(&reference, &creds).await?;
+        let (mut session, top) = self
+            .open_session(&reference, &creds)
+            .instrument(tracing::info_span!("image.resolve", reference = %reference))
+            .await?;
         let repo_digest = reference.with_digest(&top.digest);
         let manifest = match ManifestDoc::parse(&top.bytes, &top.media_type)
             .map_err(ImageError::BadManifest)?
@@ -375,7 +408,10 @@ impl ImageStore {
         futures_util::stream::iter(jobs)
             .map(|(layer, diff_id, chain_id)| async move {
                 let done = tracker.layer(&layer.digest);
+                let span =
+                    tracing::info_span!("image.layer", digest = %layer.digest, size = layer.size);
                 self.ensure_snapshot(Some(session), &layer, &diff_id, &chain_id, done.clone())
+                    .instrument(span)
                     .await
                     .inspect(|()| {
                         // Cached or just unpacked: the layer is complete.
@@ -615,9 +651,11 @@ impl ImageStore {
                     }
                 }
                 downloaded?;
+                crate::metrics::engine().pulled_bytes(layer.size.max(0) as u64);
                 std::fs::rename(&tmp, &blob)
                     .map_err(|e| ImageError::io(format!("store {}", blob.display()), e))?;
                 if committed {
+                    crate::metrics::engine().layer_unpacked();
                     return Ok(());
                 }
                 // The streamed unpack did not hold up (a restarted transfer, a bad layer):
@@ -658,7 +696,9 @@ impl ImageStore {
             })
         })
         .await
-        .map_err(|e| ImageError::BadLayer(format!("unpack task failed: {e}")))?
+        .map_err(|e| ImageError::BadLayer(format!("unpack task failed: {e}")))??;
+        crate::metrics::engine().layer_unpacked();
+        Ok(())
     }
 
     /// Removes an image by any of its names or its id, with all its tags. Returns the removed

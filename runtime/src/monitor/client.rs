@@ -3,6 +3,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tracing::Instrument;
 
 use crust_proto::monitor::{self, Reply, Request};
 use tokio::io::AsyncReadExt;
@@ -108,7 +109,20 @@ impl MonitorLauncher {
 
 /// Sends one request to the monitor of the pod whose state dir is `dir`.
 pub async fn call(dir: &Path, req: &Request, limit: Duration) -> Result<Reply, MonitorError> {
-    open(dir, req, limit).await.map(|(_, reply)| reply)
+    // A child span of the CRI call being served (the monitor's libcontainer create/start is
+    // where a pod's time goes); background calls outside any CRI call are not traced.
+    let span = if tracing::Span::current().is_disabled() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "monitor.call",
+            otel.name = format!("monitor.{}", req.name())
+        )
+    };
+    open(dir, req, limit)
+        .instrument(span)
+        .await
+        .map(|(_, reply)| reply)
 }
 
 /// Sends a request and returns its first reply with the connection, for the requests whose

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -190,6 +191,16 @@ impl CniConfig {
     /// ADD through the chain. If a plugin fails, DEL runs over the whole chain (as the CNI
     /// spec asks) so no interface or address is left behind, and the first error is returned.
     pub async fn add(&self, list: &NetworkList, pod: &PodArgs) -> Result<PodNetwork, CniError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .add_chain(list, pod)
+            .instrument(tracing::info_span!("cni.add", network = %list.name))
+            .await;
+        crate::metrics::engine().cni_operation("add", started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn add_chain(&self, list: &NetworkList, pod: &PodArgs) -> Result<PodNetwork, CniError> {
         let mut prev: Option<Value> = None;
         for plugin in &list.plugins {
             match self.invoke("ADD", list, plugin, pod, prev.as_ref()).await {
@@ -225,10 +236,17 @@ impl CniConfig {
         {
             return Ok(());
         }
-        for plugin in &list.plugins {
-            self.invoke("CHECK", list, plugin, pod, Some(prev)).await?;
+        let started = std::time::Instant::now();
+        let result = async {
+            for plugin in &list.plugins {
+                self.invoke("CHECK", list, plugin, pod, Some(prev)).await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .instrument(tracing::info_span!("cni.check", network = %list.name))
+        .await;
+        crate::metrics::engine().cni_operation("check", started.elapsed(), result.is_ok());
+        result
     }
 
     /// DEL in reverse plugin order. Plugins must tolerate repeated DELs (the spec says so), so
@@ -239,13 +257,20 @@ impl CniConfig {
         pod: &PodArgs,
         prev: Option<&Value>,
     ) -> Result<(), CniError> {
+        let started = std::time::Instant::now();
         let mut first_err = None;
-        for plugin in list.plugins.iter().rev() {
-            if let Err(e) = self.invoke("DEL", list, plugin, pod, prev).await {
-                tracing::warn!(err = %e, "CNI DEL failed");
-                first_err.get_or_insert(e);
+        let span = tracing::info_span!("cni.del", network = %list.name);
+        async {
+            for plugin in list.plugins.iter().rev() {
+                if let Err(e) = self.invoke("DEL", list, plugin, pod, prev).await {
+                    tracing::warn!(err = %e, "CNI DEL failed");
+                    first_err.get_or_insert(e);
+                }
             }
         }
+        .instrument(span)
+        .await;
+        crate::metrics::engine().cni_operation("del", started.elapsed(), first_err.is_none());
         first_err.map_or(Ok(()), Err)
     }
 

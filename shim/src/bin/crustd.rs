@@ -14,6 +14,7 @@ use crust_runtime::monitor::client::MonitorLauncher;
 use crust_runtime::monitor::server::{self, MonitorArgs};
 use crust_shim::config::{self, Config};
 use crust_shim::cri::CriService;
+use crust_shim::telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -117,7 +118,6 @@ fn main() -> anyhow::Result<()> {
             if let Some(v) = cli.log_level {
                 cfg.log_level = v;
             }
-            init_logging(&cfg.log_level);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -126,16 +126,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Before the engine exists: its instruments come from the meter provider set up here.
+    let telemetry = telemetry::init(&cfg.telemetry, &cfg.log_level)?;
+    let result = serve_cri(cfg, &telemetry).await;
+    telemetry.shutdown();
+    result
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Result<()> {
     let sealed = crust_shim::sealed::seal_self().context("seal crustd for the monitors")?;
     let sealed_path = sealed.path.clone();
     let launcher = MonitorLauncher {
@@ -196,6 +195,28 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if !cfg.image.import_dir.is_empty() {
         crust_shim::import_dir::spawn(engine.clone(), cfg.image.import_dir.clone().into());
     }
+    let readiness = telemetry::http::Readiness::default();
+    if let Some(reader) = &telemetry.prometheus {
+        let addr = telemetry::http::serve(
+            &cfg.telemetry.metrics_address,
+            reader.clone(),
+            engine.clone(),
+            readiness.clone(),
+        )
+        .await
+        .with_context(|| format!("metrics address {}", cfg.telemetry.metrics_address))?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
+    if let Some(every) = telemetry.otlp_metrics {
+        // The pushed gauges are only as fresh as their last sample.
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                telemetry::daemon::sample(&engine).await;
+                tokio::time::sleep(every / 2).await;
+            }
+        });
+    }
     let svc = CriService {
         engine: engine.clone(),
         streaming: Some(streaming),
@@ -209,8 +230,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .set_serving::<RuntimeServiceServer<CriService>>()
         .await;
     health.set_serving::<ImageServiceServer<CriService>>().await;
-    let server = tonic::transport::Server::builder()
+    let layers = tower::ServiceBuilder::new()
+        .layer(telemetry::grpc::TraceLayer)
         .layer(crust_shim::cri::pod_resources::Layer(engine))
+        .into_inner();
+    let server = tonic::transport::Server::builder()
+        .layer(layers)
         .add_service(health_service)
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(MAX_MSG))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(MAX_MSG))
@@ -221,9 +246,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             },
         );
     tokio::pin!(server);
+    readiness.set(true);
     tokio::select! {
         res = &mut server => res?,
         _ = shutdown_signal() => {
+            readiness.set(false);
             // Stop accepting and let in-flight calls finish; kubelet keeps its connection open
             // forever, so graceful shutdown is bounded rather than waiting for clients to leave.
             let _ = stop_tx.send(());

@@ -105,14 +105,19 @@ where
     let _inflight = InflightGuard::new();
     let start = Instant::now();
     let result = fut.await;
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let secs = start.elapsed().as_secs_f64();
+    let ms = secs * 1000.0;
     match result {
         Ok(v) => {
             tracing::debug!(method, id, ms, code = "OK", "cri call");
+            crate::telemetry::grpc::record_outcome(id, Code::Ok, None);
+            crate::telemetry::daemon::cri_call(method, Code::Ok, secs);
             Ok(Response::new(v))
         }
         Err(e) => {
             let status = to_status(&e);
+            crate::telemetry::grpc::record_outcome(id, status.code(), Some(status.message()));
+            crate::telemetry::daemon::cri_call(method, status.code(), secs);
             if matches!(
                 status.code(),
                 Code::Internal | Code::Unavailable | Code::DataLoss
