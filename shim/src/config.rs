@@ -222,6 +222,40 @@ pub struct TelemetrySection {
     pub service_name: String,
 }
 
+impl TelemetrySection {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.metrics_address.is_empty() {
+            self.metrics_address
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "telemetry.metrics_address {:?}: {e} (expected ip:port)",
+                        self.metrics_address
+                    )
+                })?;
+        }
+        if !matches!(self.otlp_protocol.as_str(), "grpc" | "http/protobuf") {
+            anyhow::bail!(
+                "telemetry.otlp_protocol {:?}: expected \"grpc\" or \"http/protobuf\"",
+                self.otlp_protocol
+            );
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            anyhow::bail!(
+                "telemetry.sample_ratio {}: expected 0.0 to 1.0",
+                self.sample_ratio
+            );
+        }
+        humantime::parse_duration(&self.otlp_metrics_interval).map_err(|e| {
+            anyhow::anyhow!(
+                "telemetry.otlp_metrics_interval {:?}: {e}",
+                self.otlp_metrics_interval
+            )
+        })?;
+        Ok(())
+    }
+}
+
 impl Default for TelemetrySection {
     fn default() -> Self {
         TelemetrySection {
@@ -422,6 +456,15 @@ impl Config {
         .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// Every check crustd makes of its config at start, without starting anything.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.driver()?;
+        self.seccomp_default()?;
+        self.image.registry_config()?;
+        self.streaming.to_config()?;
+        self.telemetry.validate()
+    }
+
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
@@ -437,6 +480,21 @@ mod tests {
     fn printed_default_matches_the_built_in_default() {
         let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn validate_names_the_bad_key() {
+        let mut cfg = Config::default();
+        cfg.validate().unwrap();
+        cfg.telemetry.metrics_address = "localhost".into();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("telemetry.metrics_address"), "{e}");
+        let mut cfg = Config::default();
+        cfg.telemetry.sample_ratio = 2.0;
+        assert!(cfg.validate().unwrap_err().to_string().contains("sample_ratio"));
+        let node: Config =
+            toml::from_str(include_str!("../../packaging/config.toml")).expect("packaging config");
+        node.validate().unwrap();
     }
 
     #[test]

@@ -71,6 +71,8 @@ enum Command {
 enum ConfigCommand {
     /// Print the default configuration, with comments.
     Default,
+    /// Check a configuration file: it parses and every value is valid.
+    Check { file: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +103,13 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config::DEFAULT_TOML);
             Ok(())
         }
+        Some(Command::Config {
+            what: ConfigCommand::Check { file },
+        }) => {
+            Config::load(&file)?.validate()?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
         None => {
             let mut cfg = match &cli.config {
                 Some(p) => Config::load(p)?,
@@ -118,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(v) = cli.log_level {
                 cfg.log_level = v;
             }
+            cfg.validate()?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
