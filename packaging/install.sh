@@ -13,6 +13,7 @@
 #                      to this script); an existing one is kept unless --force-config
 #   --force-config     replace an existing /etc/crust/config.toml (the old one is kept as .old)
 #   --credentials FILE registry credentials (Docker config.json) for /etc/crust/credentials.json
+#   --env FILE         environment of crustd (OTEL_* variables) for /etc/crust/crust.env
 #   --switch-kubelet   point kubelet at crust (its config is backed up; uninstall restores it)
 #   --systemctl CMD    how to run systemctl (default: systemctl when the root is / and systemd
 #                      runs; the Helm installer passes "nsenter -t 1 -m -u -i -n -p -- systemctl")
@@ -26,6 +27,7 @@ bin=""
 config="$here/config.toml"
 force_config=0
 credentials=""
+envfile=""
 switch_kubelet=0
 systemctl=""
 no_start=0
@@ -39,12 +41,13 @@ while [ $# -gt 0 ]; do
     --config) config=$2; shift 2 ;;
     --force-config) force_config=1; shift ;;
     --credentials) credentials=$2; shift 2 ;;
+    --env) envfile=$2; shift 2 ;;
     --switch-kubelet) switch_kubelet=1; shift ;;
     --systemctl) systemctl=$2; shift 2 ;;
     --no-start) no_start=1; shift ;;
     --purge) purge=1; shift ;;
     install|uninstall) action=$1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -142,6 +145,9 @@ do_install() {
   fi
   if [ -n "$credentials" ]; then
     install -m 0600 "$credentials" "$root/etc/crust/credentials.json"
+  fi
+  if [ -n "$envfile" ]; then
+    install -m 0600 "$envfile" "$root/etc/crust/crust.env"
   fi
   if [ ! -f "$root/etc/crictl.yaml" ]; then
     install -m 0644 "$here/crictl.yaml" "$root/etc/crictl.yaml"

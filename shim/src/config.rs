@@ -491,7 +491,12 @@ mod tests {
         assert!(e.contains("telemetry.metrics_address"), "{e}");
         let mut cfg = Config::default();
         cfg.telemetry.sample_ratio = 2.0;
-        assert!(cfg.validate().unwrap_err().to_string().contains("sample_ratio"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sample_ratio")
+        );
         let node: Config =
             toml::from_str(include_str!("../../packaging/config.toml")).expect("packaging config");
         node.validate().unwrap();

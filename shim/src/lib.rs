@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod cri;
 pub mod import_dir;
+pub mod kube;
 pub mod run_options;
 pub mod sealed;
 pub mod streaming;

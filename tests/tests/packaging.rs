@@ -9,7 +9,10 @@ use std::process::Command;
 use crust_e2e::bin_dir;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn install(root: &Path, systemctl: &Path, args: &[&str]) -> String {
@@ -78,7 +81,10 @@ fn install_switches_kubelet_and_uninstall_restores_the_node() {
         now.contains("containerRuntimeEndpoint: unix:///run/crust/crust.sock"),
         "{now}"
     );
-    assert!(now.contains("cgroupDriver: systemd"), "the rest is kept: {now}");
+    assert!(
+        now.contains("cgroupDriver: systemd"),
+        "the rest is kept: {now}"
+    );
     let now = std::fs::read_to_string(kubelet.join("kubeadm-flags.env")).unwrap();
     assert!(
         now.contains("--container-runtime-endpoint=unix:///run/crust/crust.sock --pod-infra"),

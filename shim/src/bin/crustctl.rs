@@ -47,6 +47,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum KubeCmd {
+    /// Set KEY=VALUE on the node's labels, or remove KEY with `KEY-`.
+    LabelNode { node: String, label: String },
+    /// Exit 0 if the DaemonSet is gone or being deleted, 1 if it is still there.
+    DaemonsetDeleted { namespace: String, name: String },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Pull an image.
     Pull { image: String },
@@ -191,6 +199,18 @@ enum Cmd {
     },
     /// Show client and runtime versions.
     Version,
+    /// Kubernetes API calls of the Helm chart's installer pods (in-cluster credentials).
+    #[command(hide = true)]
+    Kube {
+        /// API server URL instead of the in-cluster one.
+        #[arg(long)]
+        server: Option<String>,
+        /// Directory with the service account's token and ca.crt.
+        #[arg(long)]
+        sa_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        what: KubeCmd,
+    },
     /// Time pod start/stop/remove over CRI against any runtime socket.
     Bench {
         #[arg(long)]
@@ -243,6 +263,35 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     if let Some(ca) = &cli.streaming_ca {
         crust_shim::streaming::tls::trust_ca_file(ca)?;
+    }
+    if let Cmd::Kube {
+        server,
+        sa_dir,
+        what,
+    } = cli.cmd
+    {
+        let kube = crust_shim::kube::KubeClient::in_cluster(server, sa_dir.as_deref())?;
+        return match what {
+            KubeCmd::LabelNode { node, label } => {
+                match label.strip_suffix('-') {
+                    Some(key) if !label.contains('=') => kube.label_node(&node, key, None).await?,
+                    _ => {
+                        let (k, v) = label.split_once('=').ok_or_else(|| {
+                            anyhow::anyhow!("label {label:?}: expected KEY=VALUE or KEY-")
+                        })?;
+                        kube.label_node(&node, k, Some(v)).await?
+                    }
+                }
+                Ok(0)
+            }
+            KubeCmd::DaemonsetDeleted { namespace, name } => {
+                Ok(if kube.daemonset_deleted(&namespace, &name).await? {
+                    0
+                } else {
+                    1
+                })
+            }
+        };
     }
     let mut c = connect(&cli.socket).await?;
     match cli.cmd {
@@ -463,6 +512,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .into_inner();
             println!("{}", serde_json::to_string_pretty(&st.status)?);
         }
+        Cmd::Kube { .. } => unreachable!("handled before connecting"),
         Cmd::Version => {
             let v = c
                 .runtime
