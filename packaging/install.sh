@@ -57,6 +57,13 @@ SOCKET=unix:///run/crust/crust.sock
 
 log() { echo "crust-install: $*"; }
 
+# put MODE SRC DST: copy with a mode (busybox, in the installer image, has no `install`).
+put() {
+  cp "$2" "$3.crust-new"
+  chmod "$1" "$3.crust-new"
+  mv -f "$3.crust-new" "$3"
+}
+
 # systemctl only where it reaches the node's systemd: given explicitly, or root / with systemd up.
 if [ "$no_start" = 1 ]; then
   systemctl=""
@@ -125,15 +132,14 @@ do_install() {
   # The config must parse before anything changes on the node.
   "$bin/crustd" config check "$config" >/dev/null
 
-  mkdir -p "$root/usr/local/bin" "$root/etc/systemd/system/multi-user.target.wants"
-  install -d -m 0700 "$root/etc/crust" "$root/var/lib/crust"
-  # Replace binaries by rename, so a running crustd keeps its (unlinked) executable.
+  mkdir -p "$root/usr/local/bin" "$root/etc/systemd/system/multi-user.target.wants" \
+    "$root/etc/crust" "$root/var/lib/crust"
+  chmod 0700 "$root/etc/crust" "$root/var/lib/crust"
+  # Replaced by rename, so a running crustd keeps its (unlinked) executable.
   for b in crustd crustctl; do
-    cp "$bin/$b" "$root/usr/local/bin/.$b.new"
-    chmod 0755 "$root/usr/local/bin/.$b.new"
-    mv -f "$root/usr/local/bin/.$b.new" "$root/usr/local/bin/$b"
+    put 0755 "$bin/$b" "$root/usr/local/bin/$b"
   done
-  install -m 0644 "$here/crust.service" "$unit"
+  put 0644 "$here/crust.service" "$unit"
   ln -sf /etc/systemd/system/crust.service "$wants"
 
   target="$root/etc/crust/config.toml"
@@ -141,16 +147,16 @@ do_install() {
     log "kept $target (pass --force-config to replace it)"
   else
     [ -f "$target" ] && cp -p "$target" "$target.old"
-    install -m 0600 "$config" "$target"
+    put 0600 "$config" "$target"
   fi
   if [ -n "$credentials" ]; then
-    install -m 0600 "$credentials" "$root/etc/crust/credentials.json"
+    put 0600 "$credentials" "$root/etc/crust/credentials.json"
   fi
   if [ -n "$envfile" ]; then
-    install -m 0600 "$envfile" "$root/etc/crust/crust.env"
+    put 0600 "$envfile" "$root/etc/crust/crust.env"
   fi
   if [ ! -f "$root/etc/crictl.yaml" ]; then
-    install -m 0644 "$here/crictl.yaml" "$root/etc/crictl.yaml"
+    put 0644 "$here/crictl.yaml" "$root/etc/crictl.yaml"
   fi
 
   sysctl_run daemon-reload
@@ -163,6 +169,15 @@ do_install() {
 
 do_uninstall() {
   restore_kubelet_endpoint
+  # No container may outlive its runtime: crust's pods (which survive a mere stop of crustd)
+  # are stopped and removed while crust still answers.
+  ctl="$root/usr/local/bin/crustctl"
+  [ -n "$bin" ] && [ -x "$bin/crustctl" ] && ctl="$bin/crustctl"
+  if [ -x "$ctl" ] && "$ctl" --socket "$root/run/crust/crust.sock" version >/dev/null 2>&1; then
+    log "removing crust's pods"
+    "$ctl" --socket "$root/run/crust/crust.sock" rmp --all >/dev/null ||
+      log "warning: some pods could not be removed"
+  fi
   sysctl_run disable --now crust.service || true
   rm -f "$wants" "$unit" "$root/usr/local/bin/crustd" "$root/usr/local/bin/crustctl"
   if [ -f "$root/etc/crictl.yaml" ] && cmp -s "$here/crictl.yaml" "$root/etc/crictl.yaml"; then

@@ -162,3 +162,143 @@ fn the_unit_keeps_containers_across_restarts_and_points_at_the_installed_paths()
         assert!(unit.lines().any(|l| l == line), "{line}");
     }
 }
+
+/// The installer image as the Helm chart runs it: built by build-installer-image.sh, pushed to
+/// the test registry, run by crust itself with a fake host root at /host.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_installer_image_installs_crust_into_a_host_root() {
+    use crust_e2e::{Daemon, container_config, cri, pod_config, registry};
+    let image = format!("{}/crust-test/installer:e2e", registry().addr);
+    let (ok, out) = {
+        let o = Command::new("bash")
+            .arg(repo().join("packaging/build-installer-image.sh"))
+            .arg("--bin")
+            .arg(bin_dir())
+            .arg("--push")
+            .arg(&image)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    assert!(ok, "build-installer-image.sh:\n{out}");
+
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    c.pull(&image).await.unwrap();
+    let host = d.dir.path().join("fake-host");
+    std::fs::create_dir_all(&host).unwrap();
+    let pc = pod_config("installer", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let mut cfg = container_config(
+        "install",
+        &image,
+        &[
+            "/opt/crust/install.sh",
+            "--root",
+            "/host",
+            "--no-start",
+            "install",
+        ],
+    );
+    cfg.mounts = vec![cri::Mount {
+        container_path: "/host".into(),
+        host_path: host.display().to_string(),
+        ..Default::default()
+    }];
+    let ctr = c.run(&pod, &pc, cfg).await.unwrap();
+    let st = c
+        .wait_exited(&ctr, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(&st.log_path).unwrap_or_default();
+    assert_eq!(st.exit_code, 0, "install.sh in the image failed:\n{log}");
+    assert!(log.contains("installed crust"), "{log}");
+    for f in [
+        "usr/local/bin/crustd",
+        "usr/local/bin/crustctl",
+        "etc/systemd/system/crust.service",
+        "etc/crust/config.toml",
+        "etc/crictl.yaml",
+    ] {
+        assert!(host.join(f).is_file(), "{f} not installed");
+    }
+    // The installed crustd is a working binary on this host.
+    let (ok, out) = {
+        let o = Command::new(host.join("usr/local/bin/crustd"))
+            .args(["config", "check"])
+            .arg(host.join("etc/crust/config.toml"))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{out}");
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    d.shutdown().await;
+}
+
+/// Uninstalling takes crust's pods down with it: containers survive a restart of crustd by
+/// design, so without this they would outlive the runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn uninstall_removes_the_pods_crust_runs() {
+    use crust_e2e::{Daemon, container_config, cri, pod_config, registry};
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    for name in ["one", "two"] {
+        let pc = pod_config(name, &d.logs);
+        let pod = c.run_pod(&pc).await.unwrap();
+        c.run(&pod, &pc, container_config(name, &image, &["sleep", "300"]))
+            .await
+            .unwrap();
+    }
+    let root = d.dir.path().join("host");
+    std::fs::create_dir_all(root.join("run/crust")).unwrap();
+    std::os::unix::fs::symlink(&d.socket, root.join("run/crust/crust.sock")).unwrap();
+    let st = Command::new("sh")
+        .arg(repo().join("packaging/install.sh"))
+        .arg("--root")
+        .arg(&root)
+        .arg("--bin")
+        .arg(bin_dir())
+        .args(["--no-start", "uninstall"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&st.stdout).into_owned();
+    assert!(st.status.success(), "{out}");
+    assert!(out.contains("removing crust's pods"), "{out}");
+    let left =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert!(left.is_empty(), "{left:?}");
+    let ctrs =
+        c.rt.list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert!(ctrs.is_empty(), "{ctrs:?}");
+    d.shutdown().await;
+}

@@ -111,6 +111,13 @@ enum Cmd {
     },
     /// List pods with their IPs.
     Pods,
+    /// Stop and remove pods (by id or unique id prefix) with all their containers.
+    Rmp {
+        /// Every pod.
+        #[arg(short = 'a', long)]
+        all: bool,
+        pods: Vec<String>,
+    },
     /// List containers (running only, unless -a).
     Ps {
         #[arg(short = 'a', long)]
@@ -369,6 +376,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{container}");
         }
         Cmd::Pods => pods(&mut c).await?,
+        Cmd::Rmp { all, pods } => remove_pods(&mut c, all, pods).await?,
         Cmd::Ps { all, quiet } => ps(&mut c, all, quiet).await?,
         Cmd::Logs {
             follow,
@@ -1064,6 +1072,47 @@ fn parse_publish(spec: &str) -> anyhow::Result<cri::PortMapping> {
         host_port: port(host)?,
         host_ip: host_ip.to_string(),
     })
+}
+
+async fn remove_pods(c: &mut CriClient, all: bool, names: Vec<String>) -> anyhow::Result<()> {
+    if all == !names.is_empty() {
+        anyhow::bail!("rmp: name pods or pass --all, not both");
+    }
+    let items = c
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    let mut ids = Vec::new();
+    if all {
+        ids = items.iter().map(|p| p.id.clone()).collect();
+    }
+    for name in &names {
+        let found: Vec<&cri::PodSandbox> = items
+            .iter()
+            .filter(|p| p.id.starts_with(name.as_str()))
+            .collect();
+        match found.as_slice() {
+            [p] => ids.push(p.id.clone()),
+            [] => anyhow::bail!("rmp: no pod {name}"),
+            _ => anyhow::bail!("rmp: {name} matches {} pods", found.len()),
+        }
+    }
+    for id in ids {
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+        println!("{id}");
+    }
+    Ok(())
 }
 
 async fn pods(c: &mut CriClient) -> anyhow::Result<()> {
