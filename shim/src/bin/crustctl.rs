@@ -1075,7 +1075,7 @@ fn parse_publish(spec: &str) -> anyhow::Result<cri::PortMapping> {
 }
 
 async fn remove_pods(c: &mut CriClient, all: bool, names: Vec<String>) -> anyhow::Result<()> {
-    if all == !names.is_empty() {
+    if all != names.is_empty() {
         anyhow::bail!("rmp: name pods or pass --all, not both");
     }
     let items = c
