@@ -484,3 +484,102 @@ async fn a_dead_collector_costs_nothing_but_dropped_spans() {
     .unwrap();
     d.shutdown().await;
 }
+
+/// OTLP over HTTP with protobuf bodies (the other standard transport): a plain HTTP/1.1
+/// receiver decodes what crustd posts to /v1/traces.
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_over_http_protobuf_delivers_spans() {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let names: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = names.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // Keep-alive: serve requests on the connection until it closes.
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                    if head.starts_with("POST /v1/traces ") {
+                        let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                        let mut seen = seen.lock().unwrap();
+                        for rs in req.resource_spans {
+                            for ss in rs.scope_spans {
+                                seen.extend(ss.spans.into_iter().map(|s| s.name));
+                            }
+                        }
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                    if conn.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let d = Daemon::start_env(
+        &format!("[telemetry]\notlp_endpoint = {endpoint:?}\notlp_protocol = \"http/protobuf\"\n"),
+        "",
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut c = d.cri().await.unwrap();
+    c.rt.version(cri::VersionRequest::default()).await.unwrap();
+    let pc = pod_config("http-otlp", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let arrived = eventually(LONG, || async {
+        names
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "runtime.v1.RuntimeService/RunPodSandbox")
+    })
+    .await;
+    assert!(arrived, "no spans over HTTP; log:\n{}", d.daemon_log());
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    d.shutdown().await;
+    server.abort();
+}
