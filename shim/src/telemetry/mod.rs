@@ -24,6 +24,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -205,9 +206,15 @@ pub fn init(cfg: &TelemetrySection, log_level: &str) -> anyhow::Result<Telemetry
 
     let filter = tracing_subscriber::EnvFilter::try_from_env("CRUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_level));
+    // Colours only on a terminal: journald and log files get plain text.
     let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .with_filter(filter);
+        // The CRI call's span carries its fields for the exporters; log lines already name the
+        // method, object and outcome, so the span stays out of them.
+        .with_filter(filter.and(tracing_subscriber::filter::filter_fn(|meta| {
+            !(meta.is_span() && meta.name() == "cri")
+        })));
     // Only crust's own spans are exported (not h2's or tonic's), whatever the log level.
     let otel = tracer_provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
