@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Side-by-side pod lifecycle benchmark: crust and Debian's containerd, each a private instance
-# with its own root, state and socket, both pulling from the same local registry, driven by the
-# same client (`crustctl bench`) in alternating rounds.
-#   scripts/bench.sh [ITERATIONS]        (default 30; results also in target/bench/*.json)
+# crust and containerd side by side, on this machine, in one run. Each runtime is a private
+# instance (its own root, state, socket and cgroup parent), both pull from the same local
+# registry, and the same client (target/release/crust-bench) drives both, alternating rounds
+# to cancel machine noise. Prints a table with the ratio crust/containerd and writes it as
+# JSON to target/bench/results.json.
+#
+#   scripts/bench.sh [ITERATIONS]     (pod lifecycle iterations per runtime, default 30)
+#
+# Environment: CRUST_BENCH_DENSITY="20 100" (concurrent pod counts), CRUST_BENCH_LIST=100
+# (containers for the List* latencies), CRUST_BENCH_PULL_ROUNDS=3, CRUST_BENCH_KEEP=1 (keep the
+# work dir and daemons for a look afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 N=${1:-30}
+ROUNDS=3
+DENSITY=${CRUST_BENCH_DENSITY:-20 100}
+LIST=${CRUST_BENCH_LIST:-100}
+PULL_ROUNDS=${CRUST_BENCH_PULL_ROUNDS:-3}
 bash scripts/setup.sh
 if ! command -v containerd >/dev/null || ! command -v runc >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends containerd runc containernetworking-plugins >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends containerd runc >/dev/null
 fi
+echo "== building crust (release profile)"
 cargo build --release --bins -q
 W=$(mktemp -d /tmp/crust-bench.XXXXXX)
 OUT=target/bench; mkdir -p "$OUT"
@@ -32,98 +44,118 @@ cleanup() {
 tests/fixtures/registry.sh "$PORT" "$W/registry" >/dev/null 2>&1 & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 tests/fixtures/build-images.sh "127.0.0.1:$PORT" >/dev/null
+tests/fixtures/build-big-image.sh "127.0.0.1:$PORT" >/dev/null
 IMAGE=127.0.0.1:$PORT/crust-test/busybox:latest
+BIG=127.0.0.1:$PORT/crust-test/big:latest
 
-# crust
-cat >"$W/crustd.toml" <<TOML
-root = "$W/crust/root"
-state = "$W/crust/state"
-listen = "$W/crust/crust.sock"
+# crust: pods get their own network namespace with loopback only (an empty CNI dir).
+crust_config() { # dir
+  mkdir -p "$1/cni"
+  cat <<TOML
+root = "$1/root"
+state = "$1/state"
+listen = "$1/crust.sock"
 cgroup_root = "/crust-bench-pods"
 log_level = "warn"
 [image]
 insecure_registries = ["127.0.0.1:$PORT"]
+import_dir = ""
+[cni]
+conf_dir = "$1/cni"
 TOML
-target/release/crustd --config "$W/crustd.toml" >"$W/crustd.log" 2>&1 & CRUSTD=$!; pids+=($CRUSTD)
-
-# containerd: plain-HTTP mirror to the local registry. Its pods run with host networking, since
-# containerd needs a CNI result with an interface for pod networks; crust's pods still get their
-# own network namespace, so the comparison errs in containerd's favour.
-mkdir -p "$W/ctrd/cni" "$W/ctrd/certs.d/127.0.0.1:$PORT"
-printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$PORT" "$PORT" >"$W/ctrd/certs.d/127.0.0.1:$PORT/hosts.toml"
-cat >"$W/ctrd/config.toml" <<TOML
+}
+# containerd: a plain-HTTP mirror to the local registry. Its pods use the host network, since
+# containerd needs a CNI result with an interface for pod networks; crust's pods still get
+# their own network namespace, so the comparison errs in containerd's favour.
+ctrd_config() { # dir
+  mkdir -p "$1/cni" "$1/certs.d/127.0.0.1:$PORT"
+  printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$PORT" "$PORT" >"$1/certs.d/127.0.0.1:$PORT/hosts.toml"
+  cat <<TOML
 version = 2
-root = "$W/ctrd/root"
-state = "$W/ctrd/state"
+root = "$1/root"
+state = "$1/state"
 [grpc]
-  address = "$W/ctrd/containerd.sock"
+  address = "$1/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   # Root here lacks CAP_SYS_RESOURCE: containerd must not lower oom_score_adj (crust clamps too).
   restrict_oom_score_adj = true
   sandbox_image = "127.0.0.1:$PORT/crust-test/pause:latest"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$W/ctrd/cni"
+    conf_dir = "$1/cni"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$W/ctrd/certs.d"
+    config_path = "$1/certs.d"
 TOML
-containerd --config "$W/ctrd/config.toml" >"$W/containerd.log" 2>&1 & CTRD=$!; pids+=($CTRD)
-for _ in $(seq 200); do [ -S "$W/crust/crust.sock" ] && [ -S "$W/ctrd/containerd.sock" ] && break; sleep 0.05; done
-
-rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
-run() { # name socket json-out [extra bench flags]
-  target/release/crustctl --socket "$2" --log-root "$W/logs-$1" bench --image "$IMAGE" -n "$N" --json \
-    --cgroup-parent "/crust-bench-$1" "${@:4}" | tee "$W/$1.txt"
-  tail -1 "$W/$1.txt" >"$3"
 }
-echo "== warm-up (pull, first pods)"
-target/release/crustctl --socket "$W/crust/crust.sock" --log-root "$W/logs" bench --image "$IMAGE" -n 2 --cgroup-parent /crust-bench-warm >/dev/null
-target/release/crustctl --socket "$W/ctrd/containerd.sock" --log-root "$W/logs" bench --image "$IMAGE" -n 2 --cgroup-parent /crust-bench-warm --host-network >/dev/null
-echo "== crust"; run crust "$W/crust/crust.sock" "$OUT/crust.json"
-echo "== containerd (host network pods)"; run containerd "$W/ctrd/containerd.sock" "$OUT/containerd.json" --host-network
-echo
-echo "daemon RSS after the runs (idle): crustd $(rss $CRUSTD) KiB, containerd $(rss $CTRD) KiB"
-python3 - "$OUT/crust.json" "$OUT/containerd.json" <<'PY'
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-rb = {r["step"]: r for r in b["results"]}
-print(f'{"step":<32} {"crust ms":>10} {"containerd ms":>14} {"ratio":>7}   (medians)')
-for r in a["results"]:
-    o = rb.get(r["step"])
-    if o:
-        print(f'{r["step"]:<32} {r["median_ms"]:>10.2f} {o["median_ms"]:>14.2f} {r["median_ms"]/o["median_ms"]:>7.2f}')
-PY
+wait_sock() { for _ in $(seq 400); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; return 1; }
+start_crust() { # dir -> pid in $STARTED
+  crust_config "$1" >"$1.toml"
+  target/release/crustd --config "$1.toml" >>"$W/crustd.log" 2>&1 & STARTED=$!; pids+=($STARTED)
+  wait_sock "$1/crust.sock"
+}
+start_ctrd() { # dir
+  ctrd_config "$1" >"$1.toml"
+  containerd --config "$1.toml" >>"$W/containerd.log" 2>&1 & STARTED=$!; pids+=($STARTED)
+  wait_sock "$1/containerd.sock"
+}
+rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
-# Cold pulls of the 5-layer ~55 MB image: each round a fresh daemon with an empty store, so
-# nothing is cached; crust and containerd alternate.
-tests/fixtures/build-big-image.sh "127.0.0.1:$PORT"
-BIG=127.0.0.1:$PORT/crust-test/big:latest
+mkdir -p "$W/crust" "$W/ctrd"
+start_crust "$W/crust"; CRUSTD=$STARTED
+start_ctrd "$W/ctrd"; CTRD=$STARTED
+bench() { # runtime workload args... (JSON line appended to $W/<runtime>.jsonl)
+  local rt=$1; shift
+  local sock=$W/crust/crust.sock extra=()
+  if [ "$rt" = containerd ]; then sock=$W/ctrd/containerd.sock; extra=(--host-network); fi
+  target/release/crust-bench --socket "$sock" --image "$IMAGE" --log-root "$W/logs-$rt" \
+    --cgroup-parent "/crust-bench-$rt" "${extra[@]}" --json "$@" | tee "$W/last.txt"
+  tail -1 "$W/last.txt" >>"$W/$rt.jsonl"
+  sed -i '$d' "$W/last.txt"
+}
+
+echo "== warm-up (pull, first pods)"
+for rt in crust containerd; do bench "$rt" lifecycle -n 3 >/dev/null; done
+: >"$W/crust.jsonl"; : >"$W/containerd.jsonl"
+sleep 1
+echo "idle daemon RSS: crustd $(rss $CRUSTD) KiB, containerd $(rss $CTRD) KiB"
+printf '{"workload":"idle","daemon_rss_kib":%s}\n' "$(rss $CRUSTD)" >>"$W/crust.jsonl"
+printf '{"workload":"idle","daemon_rss_kib":%s}\n' "$(rss $CTRD)" >>"$W/containerd.jsonl"
+
+per=$(((N + ROUNDS - 1) / ROUNDS))
+for r in $(seq "$ROUNDS"); do
+  for rt in crust containerd; do echo "== lifecycle round $r: $rt"; bench "$rt" lifecycle -n "$per"; done
+done
+for pods in $DENSITY; do
+  echo "== density $pods: crust"
+  bench crust density --pods "$pods" --daemon-pid "$CRUSTD" --helper crust-monitor --helper-match "$W/crust/state"
+  echo "== density $pods: containerd"
+  bench containerd density --pods "$pods" --daemon-pid "$CTRD" --helper containerd-shim --helper-match "$W/ctrd/"
+done
+for rt in crust containerd; do echo "== list $LIST: $rt"; bench "$rt" list --containers "$LIST" -n 30; done
+
+# Cold pulls: each round a fresh daemon with an empty store, crust and containerd alternating.
 kill "$CRUSTD" "$CTRD" 2>/dev/null; wait "$CRUSTD" "$CTRD" 2>/dev/null || true
-ROUNDS=${CRUST_BENCH_PULL_ROUNDS:-3}
-pull_ms() { # socket
+pull_ms() { # socket image
   local t0 t1
   t0=$(date +%s%N)
-  target/release/crustctl --socket "$1" pull "$BIG" >/dev/null
+  target/release/crustctl --socket "$1" pull "$2" >/dev/null
   t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000000))
 }
-wait_sock() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }
-crust_pulls=() ctrd_pulls=()
-for r in $(seq "$ROUNDS"); do
-  sed "s#$W/crust/#$W/crust-pull$r/#g" "$W/crustd.toml" >"$W/crustd-pull$r.toml"
-  target/release/crustd --config "$W/crustd-pull$r.toml" >>"$W/crustd.log" 2>&1 & P=$!; pids+=($P)
-  wait_sock "$W/crust-pull$r/crust.sock"; crust_pulls+=("$(pull_ms "$W/crust-pull$r/crust.sock")")
-  kill "$P"; wait "$P" 2>/dev/null || true
-  sed "s#$W/ctrd/root#$W/ctrd-pull$r/root#; s#$W/ctrd/state#$W/ctrd-pull$r/state#; s#$W/ctrd/containerd.sock#$W/ctrd-pull$r/containerd.sock#" \
-    "$W/ctrd/config.toml" >"$W/ctrd-pull$r.toml"
-  containerd --config "$W/ctrd-pull$r.toml" >>"$W/containerd.log" 2>&1 & P=$!; pids+=($P)
-  wait_sock "$W/ctrd-pull$r/containerd.sock"; ctrd_pulls+=("$(pull_ms "$W/ctrd-pull$r/containerd.sock")")
-  kill "$P"; wait "$P" 2>/dev/null || true
+for img in busybox big; do
+  ref=$IMAGE; [ "$img" = big ] && ref=$BIG
+  for r in $(seq "$PULL_ROUNDS"); do
+    start_crust "$W/crust-pull-$img-$r"; P=$STARTED
+    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$W/crust-pull-$img-$r/crust.sock" "$ref")" >>"$W/crust.jsonl"
+    kill "$P"; wait "$P" 2>/dev/null || true
+    start_ctrd "$W/ctrd-pull-$img-$r"; P=$STARTED
+    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$W/ctrd-pull-$img-$r/containerd.sock" "$ref")" >>"$W/containerd.jsonl"
+    kill "$P"; wait "$P" 2>/dev/null || true
+  done
 done
-python3 - "${crust_pulls[*]}" "${ctrd_pulls[*]}" "$OUT/pull.json" <<'PY'
-import json, statistics, sys
-a = [int(x) for x in sys.argv[1].split()]; b = [int(x) for x in sys.argv[2].split()]
-ma, mb = statistics.median(a), statistics.median(b)
-print(f'{"cold pull, 5 layers ~55 MB":<32} {ma:>10.0f} {mb:>14.0f} {ma/mb:>7.2f}   (median of {len(a)}; ms)')
-json.dump({"crust_ms": a, "containerd_ms": b, "ratio": ma / mb}, open(sys.argv[3], "w"))
-PY
+
+python3 scripts/bench-report.py "$W/crust.jsonl" "$W/containerd.jsonl" \
+  --crustd target/release/crustd --crustctl target/release/crustctl \
+  --containerd-version "$(containerd --version | awk '{print $3}')" \
+  --runc-version "$(runc --version | awk 'NR==1{print $3}')" \
+  --json "$OUT/results.json"

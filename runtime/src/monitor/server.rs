@@ -71,6 +71,9 @@ pub(super) struct Monitor {
 
 /// Runs the monitor until the pod is shut down. Call it before any other thread exists.
 pub fn run(args: MonitorArgs) -> std::io::Result<()> {
+    // Executed from a sealed memfd, the process would be named after the fd number in ps and
+    // top; name it for what it is.
+    let _ = nix::sys::prctl::set_name(c"crust-monitor");
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: the daemon passes this fd open for us and nothing else in the process owns it.
         File::from(unsafe { OwnedFd::from_raw_fd(fd) })

@@ -218,22 +218,6 @@ enum Cmd {
         #[command(subcommand)]
         what: KubeCmd,
     },
-    /// Time pod start/stop/remove over CRI against any runtime socket.
-    Bench {
-        #[arg(long)]
-        image: String,
-        #[arg(short = 'n', long, default_value_t = 20)]
-        iterations: usize,
-        /// Also print the results as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Pods get cgroup_parent <this>/pod<i> (as kubelet gives each pod its own).
-        #[arg(long, default_value = "/crust-bench")]
-        cgroup_parent: String,
-        /// Run the pods in the host network namespace (no CNI; for runtimes that need one).
-        #[arg(long)]
-        host_network: bool,
-    },
 }
 
 fn main() {
@@ -534,24 +518,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 "Runtime: {} {} (CRI {})",
                 v.runtime_name, v.runtime_version, v.runtime_api_version
             );
-        }
-        Cmd::Bench {
-            image,
-            iterations,
-            json,
-            cgroup_parent,
-            host_network,
-        } => {
-            bench(
-                &mut c,
-                &cli.log_root,
-                &image,
-                iterations,
-                json,
-                &cgroup_parent,
-                host_network,
-            )
-            .await?
         }
     }
     Ok(0)
@@ -1573,134 +1539,6 @@ async fn ps(c: &mut CriClient, all: bool, quiet: bool) -> anyhow::Result<()> {
             state,
             x.metadata.map(|m| m.name).unwrap_or_default(),
             &x.pod_sandbox_id[..12.min(x.pod_sandbox_id.len())]
-        );
-    }
-    Ok(())
-}
-
-fn summarize(label: &str, mut v: Vec<f64>) -> serde_json::Value {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    let (min, median, p99) = (pick(0.0), pick(0.5), pick(0.99));
-    println!("{label:<32} min {min:>9.2} ms   median {median:>9.2} ms   p99 {p99:>9.2} ms");
-    serde_json::json!({"step": label, "min_ms": min, "median_ms": median, "p99_ms": p99, "n": v.len()})
-}
-
-/// Pod lifecycle timings against any CRI socket (crust or containerd), for side-by-side runs.
-async fn bench(
-    c: &mut CriClient,
-    log_root: &Path,
-    image: &str,
-    n: usize,
-    json: bool,
-    cgroup_parent: &str,
-    host_network: bool,
-) -> anyhow::Result<()> {
-    if n == 0 {
-        bail!("--iterations must be at least 1");
-    }
-    let v = c
-        .runtime
-        .version(cri::VersionRequest {
-            version: "v1".into(),
-        })
-        .await?
-        .into_inner();
-    pull(c, image)
-        .await
-        .with_context(|| format!("pull {image}"))?;
-    let (mut run, mut stop, mut exec, mut remove) = (vec![], vec![], vec![], vec![]);
-    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
-    let mut exec_supported = true;
-    for i in 0..n {
-        let name = format!("bench-{}-{i}", std::process::id());
-        let t = Instant::now();
-        let (pod, ctr) = create_pod_and_container(
-            c,
-            log_root,
-            &name,
-            image,
-            vec!["sleep".into(), "3600".into()],
-            vec![],
-            PodOptions {
-                linux: Some(cri::LinuxPodSandboxConfig {
-                    cgroup_parent: format!("{cgroup_parent}/pod{i}"),
-                    security_context: host_network.then(|| cri::LinuxSandboxSecurityContext {
-                        namespace_options: Some(cri::NamespaceOption {
-                            network: cri::NamespaceMode::Node as i32,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            &ContainerFlags::default(),
-        )
-        .await?;
-        c.runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: ctr.clone(),
-            })
-            .await?;
-        run.push(ms(t));
-        if exec_supported {
-            let t = Instant::now();
-            match c
-                .runtime
-                .exec_sync(cri::ExecSyncRequest {
-                    container_id: ctr.clone(),
-                    cmd: vec!["echo".into(), "hi".into()],
-                    timeout: 10,
-                })
-                .await
-            {
-                Ok(_) => exec.push(ms(t)),
-                Err(s) if s.code() == tonic::Code::Unimplemented => exec_supported = false,
-                Err(s) => return Err(s.into()),
-            }
-        }
-        let t = Instant::now();
-        c.runtime
-            .stop_container(cri::StopContainerRequest {
-                container_id: ctr,
-                timeout: 0,
-            })
-            .await?;
-        stop.push(ms(t));
-        let t = Instant::now();
-        c.runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await?;
-        c.runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await?;
-        remove.push(ms(t));
-        let _ = std::fs::remove_dir_all(log_root.join(&name));
-    }
-    println!(
-        "runtime: {} {} — {n} iterations, image {image}",
-        v.runtime_name, v.runtime_version
-    );
-    let mut rows = vec![
-        summarize("run (runp+create+start)", run),
-        summarize("stop container (timeout 0)", stop),
-    ];
-    if exec.is_empty() {
-        println!("{:<32} not supported by this runtime", "exec_sync echo");
-    } else {
-        rows.push(summarize("exec_sync echo", exec));
-    }
-    rows.push(summarize("stopp+rmp", remove));
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"runtime": v.runtime_name, "version": v.runtime_version, "iterations": n, "results": rows})
         );
     }
     Ok(())
