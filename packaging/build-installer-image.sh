@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Helm chart's installer image without container tooling: busybox-static for the
-# shell and tools, crustd and crustctl (a release build by default) with the shared libraries
+# shell and tools, crustd, crust-monitor and crustctl (a release build by default) with the shared libraries
 # they link, and packaging/ under /opt/crust. One layer, tarred deterministically.
 #
 #   build-installer-image.sh [--bin DIR] --push HOST:PORT/REPO:TAG   # to a plain-HTTP registry
@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$push$out" ] || { echo "$0: give --push or --out" >&2; exit 2; }
-for b in crustd crustctl; do
+for b in crustd crustctl crust-monitor; do
   [ -x "$bin/$b" ] || { echo "$0: $bin/$b missing (cargo build --release)" >&2; exit 1; }
 done
 [ -x /bin/busybox ] || { echo "$0: /bin/busybox missing (apt-get install busybox-static)" >&2; exit 1; }
@@ -36,12 +36,12 @@ for applet in $(/bin/busybox --list); do
 done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
-cp "$bin/crustd" "$bin/crustctl" "$here/install.sh" "$here/crust.service" "$here/crictl.yaml" \
+cp "$bin/crustd" "$bin/crustctl" "$bin/crust-monitor" "$here/install.sh" "$here/crust.service" "$here/crictl.yaml" \
   "$here/config.toml" "$root/opt/crust/"
 # Debug info is for developers' builds, not nodes.
-if command -v strip >/dev/null; then strip --strip-debug "$root/opt/crust/crustd" "$root/opt/crust/crustctl"; fi
+if command -v strip >/dev/null; then strip --strip-debug "$root/opt/crust/crustd" "$root/opt/crust/crustctl" "$root/opt/crust/crust-monitor"; fi
 # The dynamic loader and every library the binaries link (glibc, libseccomp, libgcc_s).
-for lib in $(ldd "$bin/crustd" "$bin/crustctl" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+for lib in $(ldd "$bin/crustd" "$bin/crustctl" "$bin/crust-monitor" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done

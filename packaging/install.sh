@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs crust on a node (binaries, systemd unit, config, crictl.yaml), or takes it off again.
+# Installs crust on a node (crustd, crust-monitor, crustctl, systemd unit, config, crictl.yaml),
+# or takes it off again.
 # The Helm chart's installer pods run this same script against the host's root (/host).
 #
 #   install.sh [options] install      # install or upgrade, enable and (re)start crust
@@ -7,7 +8,7 @@
 #
 # Options:
 #   --root DIR         the node's root filesystem (default /); every path is written under it
-#   --bin DIR          where crustd and crustctl are (default: this script's dir, then
+#   --bin DIR          where crustd, crust-monitor and crustctl are (default: this script's dir, then
 #                      ../target/release)
 #   --config FILE      config to install as /etc/crust/config.toml (default: config.toml next
 #                      to this script); an existing one is kept unless --force-config
@@ -126,7 +127,7 @@ do_install() {
   if [ -z "$bin" ]; then
     if [ -x "$here/crustd" ]; then bin=$here; else bin="$here/../target/release"; fi
   fi
-  for b in crustd crustctl; do
+  for b in crustd crustctl crust-monitor; do
     [ -x "$bin/$b" ] || { echo "install.sh: $bin/$b not found (build with cargo build --release, or pass --bin)" >&2; exit 1; }
   done
   # The config must parse before anything changes on the node.
@@ -136,7 +137,7 @@ do_install() {
     "$root/etc/crust" "$root/var/lib/crust"
   chmod 0700 "$root/etc/crust" "$root/var/lib/crust"
   # Replaced by rename, so a running crustd keeps its (unlinked) executable.
-  for b in crustd crustctl; do
+  for b in crustd crustctl crust-monitor; do
     put 0755 "$bin/$b" "$root/usr/local/bin/$b"
   done
   put 0644 "$here/crust.service" "$unit"
@@ -179,7 +180,8 @@ do_uninstall() {
       log "warning: some pods could not be removed"
   fi
   sysctl_run disable --now crust.service || true
-  rm -f "$wants" "$unit" "$root/usr/local/bin/crustd" "$root/usr/local/bin/crustctl"
+  rm -f "$wants" "$unit" "$root/usr/local/bin/crustd" "$root/usr/local/bin/crustctl" \
+    "$root/usr/local/bin/crust-monitor"
   if [ -f "$root/etc/crictl.yaml" ] && cmp -s "$here/crictl.yaml" "$root/etc/crictl.yaml"; then
     rm -f "$root/etc/crictl.yaml"
   fi

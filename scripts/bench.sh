@@ -108,9 +108,9 @@ bench() { # runtime workload args... (JSON line appended to $W/<runtime>.jsonl)
   local sock=$W/crust/crust.sock extra=()
   if [ "$rt" = containerd ]; then sock=$W/ctrd/containerd.sock; extra=(--host-network); fi
   target/release/crust-bench --socket "$sock" --image "$IMAGE" --log-root "$W/logs-$rt" \
-    --cgroup-parent "/crust-bench-$rt" "${extra[@]}" --json "$@" | tee "$W/last.txt"
+    --cgroup-parent "/crust-bench-$rt" "${extra[@]}" --json "$@" >"$W/last.txt"
+  sed '$d' "$W/last.txt"
   tail -1 "$W/last.txt" >>"$W/$rt.jsonl"
-  sed -i '$d' "$W/last.txt"
 }
 
 echo "== warm-up (pull, first pods)"

@@ -2,7 +2,9 @@
 //! the file on disk: a process inside a container that reaches the monitor's (or its forked
 //! init's) `/proc/<pid>/exe` gets a memfd it cannot write, so it can never overwrite the host
 //! binary. youki does the same in its own `main`; a daemon embedding libcontainer must do it
-//! itself. The copy is made once per daemon start and shared by every monitor.
+//! itself. The copy is made once per daemon start and shared by every monitor. The monitor is
+//! its own small binary (`crust-monitor`, installed next to crustd); without it, crustd seals
+//! itself and runs `crustd monitor`.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,7 +16,11 @@ pub struct SealedExe {
 }
 
 pub fn seal_self() -> std::io::Result<SealedExe> {
-    let name = c"crust";
+    seal_file(std::path::Path::new("/proc/self/exe"), c"crust")
+}
+
+/// A sealed memfd copy of the executable at `path`, named `name` in /proc/<pid>/maps.
+pub fn seal_file(path: &std::path::Path, name: &std::ffi::CStr) -> std::io::Result<SealedExe> {
     // SAFETY: a valid C string name and flags; returns a new fd or -1.
     let raw =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -23,7 +29,7 @@ pub fn seal_self() -> std::io::Result<SealedExe> {
     }
     // SAFETY: memfd_create returned a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut src = std::fs::File::open("/proc/self/exe")?;
+    let mut src = std::fs::File::open(path)?;
     let mut dst = std::fs::File::from(fd.try_clone()?);
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -460,7 +460,7 @@ pub fn cgroup_exists(path: &str) -> bool {
         .any(|m| m.join(path.trim_start_matches('/')).is_dir())
 }
 
-fn cgroup_pids(path: &str) -> Vec<i32> {
+pub fn cgroup_pids(path: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for m in cgroup_mounts() {
         let mut stack = vec![m.join(path.trim_start_matches('/'))];

@@ -61,7 +61,7 @@ fn install_switches_kubelet_and_uninstall_restores_the_node() {
 
     let out = install(&root, &systemctl, &["--switch-kubelet", "install"]);
     assert!(out.contains("WARNING: kubelet now uses crust"), "{out}");
-    for b in ["crustd", "crustctl"] {
+    for b in ["crustd", "crustctl", "crust-monitor"] {
         assert_eq!(mode(&root.join("usr/local/bin").join(b)), 0o755);
     }
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/crust.service")).unwrap();
@@ -135,6 +135,7 @@ fn install_switches_kubelet_and_uninstall_restores_the_node() {
     for gone in [
         "usr/local/bin/crustd",
         "usr/local/bin/crustctl",
+        "usr/local/bin/crust-monitor",
         "etc/systemd/system/crust.service",
         "etc/systemd/system/multi-user.target.wants/crust.service",
         "etc/crictl.yaml",
@@ -223,6 +224,7 @@ async fn the_installer_image_installs_crust_into_a_host_root() {
     for f in [
         "usr/local/bin/crustd",
         "usr/local/bin/crustctl",
+        "usr/local/bin/crust-monitor",
         "etc/systemd/system/crust.service",
         "etc/crust/config.toml",
         "etc/crictl.yaml",

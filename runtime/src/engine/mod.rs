@@ -133,6 +133,8 @@ const EVENT_BUFFER: usize = 1024;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// In a pod's state dir while RunPodSandbox runs: the record-to-be (see `run_pod`).
+const PENDING_FILE: &str = "pending.json";
 
 fn require<T>(v: Option<T>, field: &str) -> Result<T> {
     v.ok_or_else(|| Error::InvalidArgument(format!("{field} is required")))
@@ -189,6 +191,8 @@ impl Engine {
     /// After a restart: containers that exited while the daemon was away get their recorded
     /// exit; pods whose state dir is gone (a reboot) become NotReady.
     pub async fn recover(&self) {
+        self.undo_interrupted_pod_setups().await;
+        self.undo_interrupted_container_setups();
         let mut orphaned = std::collections::HashSet::new();
         for pod in self.store.all_pods() {
             let mut p = pod.lock().await;
@@ -207,6 +211,54 @@ impl Engine {
             if orphaned.contains(&c.pod_id) {
                 self.reap_orphan(&mut c).await;
             }
+        }
+    }
+
+    /// Pods whose RunPodSandbox never finished (the daemon died during it) have a note and no
+    /// record: whatever setup made for them (network, monitor, mounts, cgroup) is undone.
+    async fn undo_interrupted_pod_setups(&self) {
+        let Ok(dirs) = std::fs::read_dir(self.cfg.state.join("pods")) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let note = dir.path().join(PENDING_FILE);
+            let Ok(Some(rec)) = fsutil::read_json::<PodRecord>(&note) else {
+                continue;
+            };
+            if self.store.pod(&rec.id).is_some() {
+                // Saved just before the crash: only the note was left.
+                let _ = std::fs::remove_file(&note);
+                continue;
+            }
+            tracing::warn!(pod = %rec.id, "undoing a RunPodSandbox the daemon did not finish");
+            // ADD may have run without its result being kept: DEL by the pod's identity, which
+            // is what IPAM plugins key their allocations on.
+            if let (Some(cni), false) = (&self.cfg.cni, rec.host_network())
+                && let Ok(list) = cni.load()
+                && let Err(e) = cni.del(&list, &self.cni_args(&rec), None).await
+            {
+                tracing::warn!(pod = %rec.id, err = %e, "CNI DEL of an interrupted pod failed");
+            }
+            self.teardown_pod_resources(&rec).await;
+        }
+    }
+
+    /// Container directories without a record: CreateContainer was cut short before it saved
+    /// one (the record is written before the monitor creates anything, so no process exists).
+    /// Their rootfs mount and directories go.
+    fn undo_interrupted_container_setups(&self) {
+        let Ok(dirs) = std::fs::read_dir(self.store.containers_root()) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let id = dir.file_name().to_string_lossy().into_owned();
+            if self.store.container(&id).is_some() || !dir.path().is_dir() {
+                continue;
+            }
+            tracing::warn!(container = %id, "undoing a CreateContainer the daemon did not finish");
+            let _ = rootfs::unmount(&rootfs::RootfsDirs::in_bundle(&dir.path()));
+            let _ = fsutil::remove_dir_all_if_exists(&dir.path());
+            let _ = fsutil::remove_dir_all_if_exists(&self.exit_dir(&id));
         }
     }
 
@@ -429,6 +481,7 @@ impl Engine {
         runtime_handler: &str,
     ) -> Result<String> {
         let meta = require(config.metadata.clone(), "config.metadata")?;
+        no_nul_in_pod(&config)?;
         for (field, v) in [
             ("name", &meta.name),
             ("namespace", &meta.namespace),
@@ -524,9 +577,27 @@ impl Engine {
                 return Err(e);
             }
         };
+        // Until the record is saved, a note in the pod's state dir says what setup may have
+        // made, so a crash half way is undone at the next start. Not fsynced: state dirs do
+        // not survive a power loss, and neither does anything the note describes.
+        let pending = self.pod_dir(&rec.id).join(PENDING_FILE);
+        let noted = fsutil::ensure_private_dir(&self.pod_dir(&rec.id)).and_then(|()| {
+            let mut note = rec.clone();
+            // A cgroup named after the pod is crust's own to remove.
+            note.owns_cgroup = cgroup_parent.is_empty();
+            std::fs::write(&pending, serde_json::to_vec(&note).unwrap_or_default())
+        });
+        if let Err(e) = noted {
+            self.store.release_name(&key, &id);
+            return Err(Error::Io {
+                context: format!("write {}", pending.display()),
+                source: e,
+            });
+        }
         match self.setup_pod(&mut rec).await {
             Ok(()) => {
                 self.store.save_pod(&rec)?;
+                let _ = std::fs::remove_file(&pending);
                 self.store
                     .pods
                     .write()
@@ -857,6 +928,7 @@ impl Engine {
                 "config.metadata.name is required".into(),
             ));
         }
+        no_nul_in_container(&config)?;
         let image_name = config
             .image
             .as_ref()
@@ -1267,15 +1339,23 @@ impl Engine {
         Ok(c.clone())
     }
 
-    pub async fn list_containers(&self) -> Vec<ContainerRecord> {
+    /// What `pick` makes of each container (oldest first), for the ones it keeps; each record
+    /// is looked at under its lock and never copied whole (lists run every second on a busy
+    /// node).
+    pub async fn select_containers<T>(
+        &self,
+        mut pick: impl FnMut(&ContainerRecord) -> Option<T>,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         for c in self.store.all_containers() {
             let mut c = c.lock().await;
             self.refresh(&mut c);
-            out.push(c.clone());
+            if let Some(v) = pick(&c) {
+                out.push((c.created_at, v));
+            }
         }
-        out.sort_by_key(|c| c.created_at);
-        out
+        out.sort_by_key(|(created, _)| *created);
+        out.into_iter().map(|(_, v)| v).collect()
     }
 }
 
@@ -1356,11 +1436,13 @@ impl Engine {
         let cgroup = self.hierarchy.stats(&pod.cgroup_path);
         let nano_cores = self.cpu_rate(&format!("pod:{}", pod.id), timestamp, cgroup.cpu_usage_ns);
         let mut containers = Vec::new();
-        for c in self.list_containers().await {
-            if c.pod_id == pod.id
-                && c.state == ContainerState::Running
-                && let Ok(u) = self.container_usage(&c.id).await
-            {
+        let running = self
+            .select_containers(|c| {
+                (c.pod_id == pod.id && c.state == ContainerState::Running).then(|| c.id.clone())
+            })
+            .await;
+        for id in running {
+            if let Ok(u) = self.container_usage(&id).await {
                 containers.push(u);
             }
         }
@@ -1466,6 +1548,103 @@ fn pod_limits(
         cpu_shares: pick(|r| r.cpu_shares).map(|s| s as u64),
         ..Default::default()
     }
+}
+
+/// Strings that become paths, file contents or a process's argv can't hold a NUL byte: the
+/// kernel would cut them short (or refuse them) somewhere deep inside; say so up front.
+fn no_nul<'a>(fields: impl IntoIterator<Item = (String, &'a str)>) -> Result<()> {
+    for (field, v) in fields {
+        if v.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "{field} contains a NUL byte"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn no_nul_in_pod(c: &cri::PodSandboxConfig) -> Result<()> {
+    let meta = c.metadata.clone().unwrap_or_default();
+    let dns = c.dns_config.clone().unwrap_or_default();
+    let mut fields: Vec<(String, &str)> = vec![
+        ("config.metadata.name".into(), &meta.name),
+        ("config.metadata.namespace".into(), &meta.namespace),
+        ("config.metadata.uid".into(), &meta.uid),
+        ("config.hostname".into(), &c.hostname),
+        ("config.log_directory".into(), &c.log_directory),
+    ];
+    for (i, s) in dns
+        .servers
+        .iter()
+        .chain(&dns.searches)
+        .chain(&dns.options)
+        .enumerate()
+    {
+        fields.push((format!("config.dns_config[{i}]"), s));
+    }
+    no_nul(fields.iter().map(|(f, v)| (f.clone(), *v)))?;
+    if let Some(l) = &c.linux {
+        no_nul(
+            l.sysctls
+                .iter()
+                .flat_map(|(k, v)| {
+                    [
+                        (format!("config.linux.sysctls[{k:?}]"), k.as_str()),
+                        (format!("config.linux.sysctls[{k:?}]"), v.as_str()),
+                    ]
+                })
+                .chain([(
+                    "config.linux.cgroup_parent".to_string(),
+                    l.cgroup_parent.as_str(),
+                )]),
+        )?;
+    }
+    Ok(())
+}
+
+fn no_nul_in_container(c: &cri::ContainerConfig) -> Result<()> {
+    let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+    let fields = [
+        ("config.metadata.name".to_string(), name),
+        ("config.log_path".to_string(), c.log_path.as_str()),
+        ("config.working_dir".to_string(), c.working_dir.as_str()),
+    ]
+    .into_iter()
+    .chain(
+        c.command
+            .iter()
+            .map(|s| ("config.command".to_string(), s.as_str())),
+    )
+    .chain(
+        c.args
+            .iter()
+            .map(|s| ("config.args".to_string(), s.as_str())),
+    )
+    .chain(c.envs.iter().flat_map(|e| {
+        [
+            (format!("config.envs[{:?}]", e.key), e.key.as_str()),
+            (format!("config.envs[{:?}]", e.key), e.value.as_str()),
+        ]
+    }))
+    .chain(c.mounts.iter().flat_map(|m| {
+        [
+            (
+                "config.mounts.container_path".to_string(),
+                m.container_path.as_str(),
+            ),
+            ("config.mounts.host_path".to_string(), m.host_path.as_str()),
+        ]
+    }))
+    .chain(c.devices.iter().flat_map(|d| {
+        [
+            (
+                "config.devices.container_path".to_string(),
+                d.container_path.as_str(),
+            ),
+            ("config.devices.host_path".to_string(), d.host_path.as_str()),
+        ]
+    }));
+    no_nul(fields)
 }
 
 fn apply_exit(c: &mut ContainerRecord, exit: &ExitRecord) {

@@ -145,10 +145,20 @@ fn init_logging(path: &Path) {
     let filter = std::env::var("CRUST_MONITOR_LOG").unwrap_or_else(|_| {
         "info,libcgroups=error,libcontainer=warn,libcontainer::seccomp=error".to_string()
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
+    // Targets, not EnvFilter: the same "level,target=level" syntax without the regex engine,
+    // which would cost every pod's monitor memory.
+    let targets: tracing_subscriber::filter::Targets = filter.parse().unwrap_or_else(|_| {
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+    });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false),
+        )
+        .with(targets)
         .try_init();
 }
 

@@ -175,7 +175,12 @@ fn pod_config(env: &Env, name: &str, i: usize) -> cri::PodSandboxConfig {
             namespace: "bench".into(),
             attempt: 0,
         }),
-        hostname: "bench".into(),
+        // Host-network pods share the host's UTS namespace: no hostname of their own.
+        hostname: if env.host_network {
+            String::new()
+        } else {
+            "bench".into()
+        },
         log_directory: env.log_root.join(name).display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: format!("{}/{name}-{i}", env.cgroup_parent),

@@ -221,6 +221,10 @@ enum Cmd {
 }
 
 fn main() {
+    // Like other command-line tools, end quietly when the reader of our output goes away
+    // (`crustctl ps | head`) instead of panicking in println!.
+    // SAFETY: setting a signal disposition to its default before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

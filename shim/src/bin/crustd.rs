@@ -145,11 +145,21 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Result<()> {
-    let sealed = crust_shim::sealed::seal_self().context("seal crustd for the monitors")?;
-    let sealed_path = sealed.path.clone();
+    // The small monitor binary next to crustd when it is there (every pod runs one, so its
+    // size is every pod's cost); crustd's own `monitor` subcommand otherwise.
+    let monitor_bin = std::env::current_exe()?.with_file_name("crust-monitor");
+    let (sealed, prefix_args) = if monitor_bin.is_file() {
+        let sealed = crust_shim::sealed::seal_file(&monitor_bin, c"crust-monitor")
+            .with_context(|| format!("seal {}", monitor_bin.display()))?;
+        (sealed, vec![])
+    } else {
+        tracing::info!(missing = %monitor_bin.display(), "running monitors as `crustd monitor`");
+        let sealed = crust_shim::sealed::seal_self().context("seal crustd for the monitors")?;
+        (sealed, vec!["monitor".into()])
+    };
     let launcher = MonitorLauncher {
-        exe: sealed_path,
-        prefix_args: vec!["monitor".into()],
+        exe: sealed.path.clone(),
+        prefix_args,
         max_log_line: cfg.log.max_line_size,
         exe_fd: Some(Arc::new(sealed.fd)),
     };

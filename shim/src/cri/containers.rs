@@ -195,19 +195,16 @@ pub async fn list(
 ) -> Result<cri::ListContainersResponse> {
     let f = req.filter.unwrap_or_default();
     let containers = e
-        .list_containers()
-        .await
-        .iter()
-        .filter(|c| f.id.is_empty() || c.id.starts_with(&f.id))
-        .filter(|c| f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
-        .filter(|c| {
-            f.state
-                .as_ref()
-                .is_none_or(|s| s.state == state(c.state) as i32)
+        .select_containers(|c| {
+            let keep = (f.id.is_empty() || c.id.starts_with(&f.id))
+                && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
+                && f.state
+                    .as_ref()
+                    .is_none_or(|s| s.state == state(c.state) as i32)
+                && labels_match(&f.label_selector, &c.config.labels);
+            keep.then(|| to_cri(c))
         })
-        .filter(|c| labels_match(&f.label_selector, &c.config.labels))
-        .map(to_cri)
-        .collect();
+        .await;
     Ok(cri::ListContainersResponse { containers })
 }
 

@@ -72,7 +72,24 @@ pub fn to_status(e: &Error) -> Status {
             _ => Code::Internal,
         },
     };
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
+}
+
+/// Longest error message sent back (and logged): messages quote the request, and a hostile
+/// request must not become a response header bigger than the client accepts.
+const MAX_MESSAGE: usize = 1024;
+
+fn bounded(mut msg: String) -> String {
+    if msg.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = msg.len() - end;
+        msg.truncate(end);
+        msg.push_str(&format!("… ({cut} more bytes)"));
+    }
+    msg
 }
 
 static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
@@ -103,6 +120,12 @@ where
     F: Future<Output = Result<T, Error>>,
 {
     let _inflight = InflightGuard::new();
+    let id: std::borrow::Cow<str> = if id.len() > MAX_MESSAGE {
+        bounded(id.to_string()).into()
+    } else {
+        id.into()
+    };
+    let id = id.as_ref();
     let start = Instant::now();
     let result = fut.await;
     let secs = start.elapsed().as_secs_f64();
@@ -122,9 +145,9 @@ where
                 status.code(),
                 Code::Internal | Code::Unavailable | Code::DataLoss
             ) {
-                tracing::error!(method, id, ms, code = ?status.code(), err = %e, "cri call failed");
+                tracing::error!(method, ms, code = ?status.code(), err = status.message(), "cri call failed");
             } else {
-                tracing::info!(method, id, ms, code = ?status.code(), err = %e, "cri call refused");
+                tracing::info!(method, ms, code = ?status.code(), err = status.message(), "cri call refused");
             }
             Err(status)
         }

@@ -112,12 +112,8 @@ pub async fn status_of(
         );
     }
     let containers_statuses = e
-        .list_containers()
-        .await
-        .iter()
-        .filter(|c| c.pod_id == p.id)
-        .map(super::containers::to_cri_status)
-        .collect();
+        .select_containers(|c| (c.pod_id == p.id).then(|| super::containers::to_cri_status(c)))
+        .await;
     Ok(cri::PodSandboxStatusResponse {
         status: Some(cri::PodSandboxStatus {
             id: p.id.clone(),

@@ -86,16 +86,18 @@ async fn running_usage(
     f: &cri::ContainerStatsFilter,
 ) -> Vec<(ContainerRecord, ContainerUsage)> {
     let mut out = Vec::new();
-    for c in e.list_containers().await {
-        if c.state != ContainerState::Running
-            || (!f.id.is_empty() && !c.id.starts_with(&f.id))
-            || (!f.pod_sandbox_id.is_empty() && !c.pod_id.starts_with(&f.pod_sandbox_id))
-            || !labels_match(&f.label_selector, &c.config.labels)
-        {
-            continue;
-        }
+    let ids = e
+        .select_containers(|c| {
+            let keep = c.state == ContainerState::Running
+                && (f.id.is_empty() || c.id.starts_with(&f.id))
+                && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
+                && labels_match(&f.label_selector, &c.config.labels);
+            keep.then(|| c.id.clone())
+        })
+        .await;
+    for id in ids {
         // A container that went away between list and read is skipped, not an error.
-        if let Ok(pair) = e.container_usage(&c.id).await {
+        if let Ok(pair) = e.container_usage(&id).await {
             out.push(pair);
         }
     }

@@ -86,14 +86,14 @@ pub async fn sample(engine: &Engine) {
         .count();
     m.monitors.record(monitors as u64, &[]);
 
-    let containers = engine.list_containers().await;
+    let states = engine.select_containers(|c| Some(c.state)).await;
     for (state, label) in [
         (ContainerState::Created, "created"),
         (ContainerState::Running, "running"),
         (ContainerState::Exited, "exited"),
         (ContainerState::Unknown, "unknown"),
     ] {
-        let n = containers.iter().filter(|c| c.state == state).count();
+        let n = states.iter().filter(|s| **s == state).count();
         m.containers
             .record(n as u64, &[KeyValue::new("state", label)]);
     }

@@ -1,0 +1,759 @@
+//! Reliability under faults, load and hostile input: crustd killed with SIGKILL at random
+//! points, a simulated reboot, many clients at once, churn, a full disk, hostile requests.
+//! These are the short versions; `scripts/stress.sh` runs them long (CRUST_STRESS_* below).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use crust_e2e::{Cri, Daemon, container_config, cri, eventually, pod_config, registry};
+use rand::Rng;
+use tonic::Code;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A count from the environment (the stress script raises them), or the short default.
+fn scale(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What a daemon has on the machine besides its records: mounts under its dirs, cgroups under
+/// its parent, monitor processes.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    mounts: BTreeSet<String>,
+    cgroups: BTreeSet<String>,
+    monitors: usize,
+}
+
+fn footprint(d: &Daemon) -> Footprint {
+    let base = d.dir.path().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&base))
+        .collect();
+    let mut cgroups = BTreeSet::new();
+    for m in crust_e2e::cgroup_mounts() {
+        let root = m.join(d.cgroup_root.trim_start_matches('/'));
+        for e in walkdirs(&root) {
+            cgroups.insert(e.strip_prefix(&m).unwrap().display().to_string());
+        }
+    }
+    let state = d.state.display().to_string();
+    let monitors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            let c = String::from_utf8_lossy(c);
+            c.starts_with("crust-monitor") && c.contains(&state)
+        })
+        .count();
+    Footprint {
+        mounts,
+        cgroups,
+        monitors,
+    }
+}
+
+/// Directories below `root` (not `root` itself).
+fn walkdirs(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every pod and container the daemon lists answers its status call, and every container's
+/// pod exists: nothing is half there.
+async fn assert_consistent(c: &mut Cri) {
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    let pod_ids: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
+    for p in &pods {
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: p.id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("listed pod {} has no status: {e}", p.id));
+    }
+    let ctrs =
+        c.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    for ct in ctrs {
+        assert!(
+            pod_ids.contains(&ct.pod_sandbox_id),
+            "container {} of a pod that is gone",
+            ct.id
+        );
+        c.status(&ct.id)
+            .await
+            .unwrap_or_else(|e| panic!("listed container {} has no status: {e}", ct.id));
+    }
+}
+
+async fn remove_all_pods(c: &mut Cri) {
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    for p in pods {
+        c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("stop pod {} after a crash: {e}", p.id));
+        c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("remove pod {} after a crash: {e}", p.id));
+    }
+}
+
+/// One pod's whole life, as kubelet drives it.
+async fn pod_life(c: &mut Cri, d_logs: &Path, name: &str, image: &str) -> anyhow::Result<()> {
+    let pc = pod_config(name, d_logs);
+    let pod = c.run_pod(&pc).await?;
+    let ctr = c
+        .create(&pod, &pc, container_config("c", image, &["sleep", "60"]))
+        .await?;
+    c.start(&ctr).await?;
+    c.stop(&ctr, 0).await?;
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orphaned() {
+    let mut d = Daemon::start().await.unwrap();
+    let image = registry().busybox();
+    let layered = registry().image("layered");
+    let mut c = d.cri().await.unwrap();
+    c.pull(&image).await.unwrap();
+    let empty = footprint(&d);
+    let rounds = scale("CRUST_STRESS_KILLS", 8);
+    let mut rng = rand::rng();
+    for round in 0..rounds {
+        // Work in flight: a pod's life, and a pull of an image that is not there yet.
+        let mut work = d.cri().await.unwrap();
+        let logs = d.logs.clone();
+        let (img, img2) = (image.clone(), layered.clone());
+        let name = format!("kill{round}");
+        let life = tokio::spawn(async move {
+            let _ = pod_life(&mut work, &logs, &name, &img).await;
+            let _ = work.pull(&img2).await;
+        });
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
+        d.kill9();
+        let _ = life.await;
+        d.spawn().await.unwrap();
+        let mut c = d.cri().await.unwrap();
+        assert_consistent(&mut c).await;
+        remove_all_pods(&mut c).await;
+        // A pull cut short is either complete or absent, and pulls again either way.
+        let st = c
+            .img
+            .image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: layered.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if st.image.is_some() {
+            c.img
+                .remove_image(cri::RemoveImageRequest {
+                    image: Some(cri::ImageSpec {
+                        image: layered.clone(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap();
+        }
+        let settled = eventually(LONG, || async { footprint(&d) == empty }).await;
+        assert!(
+            settled,
+            "round {round}: left behind {:?} (started with {empty:?})",
+            footprint(&d)
+        );
+    }
+    let mut c = d.cri().await.unwrap();
+    c.pull(&layered).await.unwrap();
+    pod_life(&mut c, &d.logs.clone(), "after-kills", &layered)
+        .await
+        .unwrap();
+    // Nothing half-written is left in the content store.
+    let tmp = d.root.join("content/tmp");
+    let partial: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(partial.is_empty(), "partial downloads left: {partial:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reboot_keeps_records_and_reports_pods_notready_and_containers_exited() {
+    let mut d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("reboot", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let ctr = c
+        .run(&pod, &pc, container_config("c", &image, &["sleep", "600"]))
+        .await
+        .unwrap();
+    drop(c);
+
+    // Power off: every process of the daemon's goes, /run (the state dir) is lost, /var/lib
+    // (the root) stays.
+    d.kill9();
+    let monitor_pids: Vec<i32> = std::fs::read_dir(d.state.join("pods"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("monitor.pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    for pid in monitor_pids
+        .iter()
+        .copied()
+        .chain(crust_e2e::cgroup_pids(&d.cgroup_root))
+    {
+        // SAFETY: pids of this test's own monitors and of processes in its own cgroups.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let cleared = eventually(LONG, || async {
+        crust_e2e::cgroup_pids(&d.cgroup_root).is_empty()
+    })
+    .await;
+    assert!(cleared);
+    let base = d.dir.path().display().to_string();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&base))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let p = std::ffi::CString::new(m).unwrap();
+        // SAFETY: a valid path of this test's own mounts.
+        unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
+    }
+    std::fs::remove_dir_all(&d.state).unwrap();
+
+    d.spawn().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let p =
+        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(p.state, cri::PodSandboxState::SandboxNotready as i32);
+    let st = c.status(&ctr).await.unwrap();
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    // kubelet's next move: a new attempt of the same pod, then the old one removed.
+    let mut pc2 = pc.clone();
+    pc2.metadata.as_mut().unwrap().attempt = 1;
+    let pod2 = c.run_pod(&pc2).await.unwrap();
+    // ...and the container again, with its restart count as the attempt.
+    let mut again = container_config("c", &image, &["sleep", "600"]);
+    again.metadata.as_mut().unwrap().attempt = 1;
+    c.run(&pod2, &pc2, again).await.unwrap();
+    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
+    let d = Daemon::start().await.unwrap();
+    let image = registry().busybox();
+    let mut c = d.cri().await.unwrap();
+    c.pull(&image).await.unwrap();
+    let pid = d.pid().unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    // Warm up the daemon's pools and caches before taking the baseline.
+    pod_life(&mut c, &d.logs, "warm", &image).await.unwrap();
+    let (empty, fds0, rss0) = (footprint(&d), fds(), rss());
+
+    // N clients, each on its own connection, start a pod with a container at the same time.
+    let n = scale("CRUST_STRESS_CONCURRENT", 50);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut c = d.cri().await.unwrap();
+        let (logs, image) = (d.logs.clone(), image.clone());
+        tasks.spawn(async move {
+            let name = format!("many{i}");
+            let pc = pod_config(&name, &logs);
+            let pod = c.run_pod(&pc).await?;
+            let ctr = c
+                .run(
+                    &pod,
+                    &pc,
+                    container_config(&name, &image, &["sleep", "600"]),
+                )
+                .await?;
+            anyhow::Ok((name, pod, ctr))
+        });
+    }
+    let mut started = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        started.push(r.unwrap().expect("a concurrent pod start failed"));
+    }
+    // Nothing mixed up: each container belongs to its own client's pod and is named for it.
+    for (name, pod, ctr) in &started {
+        let st = c.status(ctr).await.unwrap();
+        assert_eq!(st.metadata.unwrap().name, *name);
+        assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
+        let ps =
+            c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(ps.metadata.unwrap().name, *name);
+    }
+    assert_eq!(footprint(&d).monitors, n);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, pod, _) in started {
+        let mut c = d.cri().await.unwrap();
+        tasks.spawn(async move {
+            c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+            c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().expect("a concurrent pod removal failed");
+    }
+
+    // Churn: pods made and destroyed one after another.
+    let cycles = scale("CRUST_STRESS_CHURN", 30);
+    for i in 0..cycles {
+        pod_life(&mut c, &d.logs, &format!("churn{i}"), &image)
+            .await
+            .unwrap();
+    }
+    let settled = eventually(LONG, || async { footprint(&d) == empty }).await;
+    assert!(settled, "left behind: {:?} vs {empty:?}", footprint(&d));
+    // The daemon's own descriptors are back where they were (a few for connections in
+    // flight may come and go).
+    let fds1 = fds();
+    assert!(
+        fds1 <= fds0 + 4,
+        "fds grew from {fds0} to {fds1} over {cycles} cycles"
+    );
+    println!(
+        "{n} concurrent pods and {cycles} churn cycles: fds {fds0} -> {fds1}, RSS {rss0} -> {}",
+        rss()
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crust_has_no_abstract_sockets_and_serves_streams_on_loopback() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("sockets", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let ctr = c
+        .run(&pod, &pc, container_config("c", &image, &["sleep", "600"]))
+        .await
+        .unwrap();
+    // The socket inodes crustd and the pod's monitor hold.
+    let info = c.pod_info(&pod).await;
+    let pids = [
+        d.pid().unwrap(),
+        info["monitor_pid"].as_u64().unwrap() as u32,
+    ];
+    let mut inodes = BTreeSet::new();
+    for pid in pids {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+        {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(n) = target
+                    .to_string_lossy()
+                    .strip_prefix("socket:[")
+                    .and_then(|s| s.strip_suffix(']'))
+            {
+                inodes.insert(n.to_string());
+            }
+        }
+    }
+    assert!(!inodes.is_empty());
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    for line in unix.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 8 && inodes.contains(f[6]) {
+            assert!(!f[7].starts_with('@'), "abstract socket of crust: {line}");
+        }
+    }
+    let url =
+        c.rt.exec(cri::ExecRequest {
+            container_id: ctr,
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_pulls_and_creates_cleanly_and_recovers() {
+    let mut d = Daemon::start().await.unwrap();
+    // The root on a small tmpfs of the test's own.
+    d.kill9();
+    let root = d.root.display().to_string();
+    let size = |s: &str| {
+        let target = std::ffi::CString::new(root.clone()).unwrap();
+        let data = std::ffi::CString::new(format!("size={s},mode=0700")).unwrap();
+        (target, data)
+    };
+    let (target, data) = size("256k");
+    // SAFETY: valid C strings; a fresh tmpfs on the test's own directory.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            data.as_ptr() as *const libc::c_void,
+        )
+    };
+    assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+    d.spawn().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    let err = c.pull(&image).await.unwrap_err();
+    let code = err.downcast_ref::<tonic::Status>().map(|s| s.code());
+    assert_eq!(code, Some(Code::ResourceExhausted), "{err:#}");
+    let leftovers = |d: &Daemon| -> Vec<String> {
+        let mut v = Vec::new();
+        for dir in ["content/tmp", "snapshots"] {
+            if let Ok(rd) = std::fs::read_dir(d.root.join(dir)) {
+                v.extend(
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.contains("tmp") || n.ends_with(".partial")),
+                );
+            }
+        }
+        v
+    };
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
+
+    // Space returns: the same pull works.
+    let (target, data) = size("64m");
+    // SAFETY: remounting the tmpfs this test mounted above, with a bigger size.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT,
+            data.as_ptr() as *const libc::c_void,
+        )
+    };
+    assert_eq!(rc, 0, "remount: {}", std::io::Error::last_os_error());
+    c.pull(&image).await.unwrap();
+
+    // Full again (a filler file), and a container cannot be created; none is half there.
+    let pc = pod_config("full", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let filler = d.root.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.flush();
+    }
+    let err = c
+        .create(&pod, &pc, container_config("c", &image, &["sleep", "60"]))
+        .await
+        .unwrap_err();
+    let code = err.downcast_ref::<tonic::Status>().map(|s| s.code());
+    assert_eq!(code, Some(Code::ResourceExhausted), "{err:#}");
+    let listed =
+        c.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    std::fs::remove_file(&filler).unwrap();
+    c.run(&pod, &pc, container_config("c", &image, &["sleep", "60"]))
+        .await
+        .unwrap();
+    d.shutdown().await;
+}
+
+/// Random and hostile requests for every CRI call that takes input: each answers a clean
+/// status naming what was wrong, the daemon never falls over, and no state is left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_requests_get_clean_errors_and_leave_no_state() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let mut rng = rand::rng();
+    let hostile = |rng: &mut rand::rngs::ThreadRng| -> String {
+        match rng.random_range(0..9) {
+            0 => String::new(),
+            1 => "../../../../etc/passwd".into(),
+            2 => "/etc/shadow".into(),
+            3 => "x".repeat(rng.random_range(256..300_000)),
+            4 => "\u{0}nul\u{0}".into(),
+            5 => "ünï©ødé/💥".into(),
+            6 => format!("{:x}", rng.random::<u128>()),
+            7 => "a/../../b".into(),
+            _ => " ".into(),
+        }
+    };
+    let allowed = [
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::FailedPrecondition,
+        Code::Unimplemented,
+        Code::OutOfRange,
+    ];
+    let check = |what: &str, r: Result<(), tonic::Status>| {
+        if let Err(s) = r {
+            assert!(
+                allowed.contains(&s.code()),
+                "{what}: {:?} {}",
+                s.code(),
+                s.message()
+            );
+            assert!(
+                !s.message().is_empty(),
+                "{what}: an error without a message"
+            );
+        }
+    };
+    let pc = pod_config("target", &d.logs);
+    let real_pod = c.run_pod(&pc).await.unwrap();
+    let rounds = scale("CRUST_STRESS_FUZZ", 40);
+    for _ in 0..rounds {
+        let s = hostile(&mut rng);
+        let r =
+            c.rt.container_status(cri::ContainerStatusRequest {
+                container_id: s.clone(),
+                verbose: rng.random(),
+            })
+            .await
+            .map(drop);
+        check("ContainerStatus", r);
+        let r =
+            c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: s.clone(),
+                verbose: true,
+            })
+            .await
+            .map(drop);
+        check("PodSandboxStatus", r);
+        let r =
+            c.rt.stop_container(cri::StopContainerRequest {
+                container_id: s.clone(),
+                timeout: rng.random_range(-5..5),
+            })
+            .await
+            .map(drop);
+        check("StopContainer", r);
+        let r =
+            c.rt.exec_sync(cri::ExecSyncRequest {
+                container_id: s.clone(),
+                cmd: vec![hostile(&mut rng)],
+                timeout: rng.random_range(-1..2),
+            })
+            .await
+            .map(drop);
+        check("ExecSync", r);
+        let r = c
+            .img
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: hostile(&mut rng),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .map(drop);
+        // A name that parses but is not there is a registry answer, not bad input.
+        if let Err(s) = &r
+            && matches!(s.code(), Code::Unavailable | Code::Unauthenticated)
+        {
+        } else {
+            check("PullImage", r);
+        }
+        // A pod with hostile names, paths and enum values.
+        let mut bad = pod_config(&format!("p{}", rng.random::<u32>()), &d.logs);
+        match rng.random_range(0..5) {
+            0 => bad.metadata.as_mut().unwrap().name = hostile(&mut rng),
+            1 => bad.log_directory = hostile(&mut rng),
+            2 => {
+                let ns = crust_e2e::pod_namespaces(&mut bad);
+                ns.network = rng.random_range(3..1000);
+            }
+            3 => {
+                bad.port_mappings = vec![cri::PortMapping {
+                    protocol: rng.random_range(3..100),
+                    container_port: rng.random_range(-5..70_000),
+                    host_port: rng.random_range(-5..70_000),
+                    host_ip: hostile(&mut rng),
+                }]
+            }
+            _ => bad.hostname = hostile(&mut rng),
+        }
+        match c.run_pod(&bad).await {
+            Ok(pod) => {
+                // Accepted: it must then be a whole pod that goes away cleanly.
+                c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+                c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod,
+                })
+                .await
+                .unwrap();
+            }
+            Err(e) => check(
+                "RunPodSandbox",
+                Err(e.downcast::<tonic::Status>().expect("a gRPC status")),
+            ),
+        }
+        // A container with hostile log and mount paths in the real pod.
+        let mut cfg = container_config(&format!("c{}", rng.random::<u32>()), &image, &["true"]);
+        match rng.random_range(0..4) {
+            0 => cfg.log_path = hostile(&mut rng),
+            1 => {
+                cfg.mounts = vec![cri::Mount {
+                    container_path: hostile(&mut rng),
+                    host_path: hostile(&mut rng),
+                    ..Default::default()
+                }]
+            }
+            2 => cfg.working_dir = hostile(&mut rng),
+            _ => cfg.metadata.as_mut().unwrap().name = hostile(&mut rng),
+        }
+        match c.create(&real_pod, &pc, cfg).await {
+            Ok(id) => {
+                c.rt.remove_container(cri::RemoveContainerRequest { container_id: id })
+                    .await
+                    .unwrap();
+            }
+            Err(e) => check(
+                "CreateContainer",
+                Err(e.downcast::<tonic::Status>().expect("a gRPC status")),
+            ),
+        }
+    }
+    // The same name and attempt twice is AlreadyExists, for pods and containers.
+    let again = c.run_pod(&pc).await.unwrap_err();
+    assert_eq!(
+        again.downcast_ref::<tonic::Status>().map(|s| s.code()),
+        Some(Code::AlreadyExists)
+    );
+    // Still serving, and only the real pod is there.
+    c.rt.version(cri::VersionRequest::default()).await.unwrap();
+    let pods =
+        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let ctrs =
+        c.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert!(ctrs.is_empty(), "{ctrs:?}");
+    assert_consistent(&mut c).await;
+    d.shutdown().await;
+}
