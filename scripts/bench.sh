@@ -28,18 +28,8 @@ W=$(mktemp -d /tmp/crust-bench.XXXXXX)
 OUT=target/bench; mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()
-cleanup() {
-  set +e +o pipefail
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  grep -E " ($W)[^ ]* " /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  for h in /sys/fs/cgroup/*/crust-bench* /sys/fs/cgroup/crust-bench*; do
-    [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-  done
-  rm -rf "$W"
-  return 0
-}
-[ -n "${CRUST_BENCH_KEEP:-}" ] || trap cleanup EXIT
+. scripts/scratch.sh
+[ -n "${CRUST_BENCH_KEEP:-}" ] || trap 'scratch_cleanup "$W" crust-bench' EXIT
 
 tests/fixtures/registry.sh "$PORT" "$W/registry" >/dev/null 2>&1 & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done

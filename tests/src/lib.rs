@@ -408,19 +408,7 @@ impl Daemon {
                 }
             }
         }
-        let base = self.dir.path().display().to_string();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&base))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let c = std::ffi::CString::new(m).unwrap();
-            // SAFETY: a valid C string path; MNT_DETACH on our own mount points.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        unmount_under(self.dir.path());
         remove_cgroup_tree(&self.cgroup_root);
     }
 }
@@ -772,6 +760,48 @@ impl Cri {
             .await?
             .into_inner()
             .containers)
+    }
+
+    /// Every pod sandbox the runtime lists.
+    pub async fn list_pods(&mut self) -> anyhow::Result<Vec<cri::PodSandbox>> {
+        Ok(self
+            .rt
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await?
+            .into_inner()
+            .items)
+    }
+
+    /// StopPodSandbox then RemovePodSandbox, as kubelet ends a pod.
+    pub async fn remove_pod(&mut self, pod: &str) -> anyhow::Result<()> {
+        self.rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            })
+            .await?;
+        self.rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Detaches every mount below `base` (deepest first).
+pub fn unmount_under(base: &Path) {
+    let base = base.display().to_string();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&base))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let c = std::ffi::CString::new(m).unwrap();
+        // SAFETY: a valid C string path; MNT_DETACH on our own mount points.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

@@ -244,16 +244,7 @@ async fn the_installer_image_installs_crust_into_a_host_root() {
         )
     };
     assert!(ok, "{out}");
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
 }
 

@@ -122,16 +122,9 @@ async fn remove_all_pods(c: &mut Cri) {
             .into_inner()
             .items;
     for p in pods {
-        c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("stop pod {} after a crash: {e}", p.id));
-        c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("remove pod {} after a crash: {e}", p.id));
+        c.remove_pod(&p.id)
+            .await
+            .unwrap_or_else(|e| panic!("remove pod {} after a crash: {e}", p.id));
     }
 }
 
@@ -144,15 +137,7 @@ async fn pod_life(c: &mut Cri, d_logs: &Path, name: &str, image: &str) -> anyhow
         .await?;
     c.start(&ctr).await?;
     c.stop(&ctr, 0).await?;
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
-    Ok(())
+    c.remove_pod(&pod).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -263,19 +248,7 @@ async fn reboot_keeps_records_and_reports_pods_notready_and_containers_exited() 
     })
     .await;
     assert!(cleared);
-    let base = d.dir.path().display().to_string();
-    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&base))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let p = std::ffi::CString::new(m).unwrap();
-        // SAFETY: a valid path of this test's own mounts.
-        unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
-    }
+    crust_e2e::unmount_under(d.dir.path());
     std::fs::remove_dir_all(&d.state).unwrap();
 
     d.spawn().await.unwrap();
@@ -301,16 +274,7 @@ async fn reboot_keeps_records_and_reports_pods_notready_and_containers_exited() 
     let mut again = container_config("c", &image, &["sleep", "600"]);
     again.metadata.as_mut().unwrap().attempt = 1;
     c.run(&pod2, &pc2, again).await.unwrap();
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
 }
 
@@ -383,14 +347,7 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
     for (_, pod, _) in started {
         let mut c = d.cri().await.unwrap();
         tasks.spawn(async move {
-            c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await?;
-            c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await?;
+            c.remove_pod(&pod).await?;
             anyhow::Ok(())
         });
     }
@@ -690,16 +647,7 @@ async fn hostile_requests_get_clean_errors_and_leave_no_state() {
         match c.run_pod(&bad).await {
             Ok(pod) => {
                 // Accepted: it must then be a whole pod that goes away cleanly.
-                c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-                    pod_sandbox_id: pod.clone(),
-                })
-                .await
-                .unwrap();
-                c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: pod,
-                })
-                .await
-                .unwrap();
+                c.remove_pod(&pod).await.unwrap();
             }
             Err(e) => check(
                 "RunPodSandbox",
@@ -755,5 +703,30 @@ async fn hostile_requests_get_clean_errors_and_leave_no_state() {
             .containers;
     assert!(ctrs.is_empty(), "{ctrs:?}");
     assert_consistent(&mut c).await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_working_dir_is_made_and_a_file_in_its_way_is_refused() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let image = registry().busybox();
+    c.pull(&image).await.unwrap();
+    let pc = pod_config("cwd", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let mut cfg = container_config("made", &image, &["sh", "-c", "pwd"]);
+    cfg.working_dir = "/srv/app/data".into();
+    let id = c.run(&pod, &pc, cfg).await.unwrap();
+    let st = c.wait_exited(&id, LONG).await.unwrap();
+    assert_eq!(st.exit_code, 0);
+    let lines = crust_e2e::log_lines(&st.log_path);
+    assert_eq!(lines.last().map(|l| l.1.as_str()), Some("/srv/app/data"));
+    let mut cfg = container_config("blocked", &image, &["true"]);
+    cfg.working_dir = "/bin/busybox/sub".into();
+    let err = c.create(&pod, &pc, cfg).await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("not a directory"), "{status:?}");
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
 }

@@ -186,16 +186,7 @@ async fn prometheus_scrapes_crustd_metrics_and_health_endpoints_answer() {
     );
     assert_eq!(prom.query("up{job=\"crust\"}"), Some(1.0));
 
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
 }
 
@@ -434,16 +425,7 @@ async fn otlp_collector_receives_cri_spans_under_the_callers_trace() {
     .await;
     assert!(pushed, "metrics never pushed over OTLP");
 
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
     server.abort();
 }
@@ -472,16 +454,7 @@ async fn a_dead_collector_costs_nothing_but_dropped_spans() {
         .await
         .unwrap();
     }
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
 }
 
@@ -570,16 +543,7 @@ async fn otlp_over_http_protobuf_delivers_spans() {
     })
     .await;
     assert!(arrived, "no spans over HTTP; log:\n{}", d.daemon_log());
-    c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    c.remove_pod(&pod).await.unwrap();
     d.shutdown().await;
     server.abort();
 }

@@ -73,3 +73,66 @@ pub fn unmount(dirs: &RootfsDirs) -> Result<()> {
     crate::fsutil::unmount_if_mounted(&dirs.rootfs)
         .ctx(|| format!("unmount {}", dirs.rootfs.display()))
 }
+
+/// Creates the working directory `cwd` (absolute, inside the container) in the mounted rootfs
+/// when it is missing, as Docker and containerd do. Walks one component at a time without
+/// following symlinks, so an image's symlink can never lead it outside the rootfs; a component
+/// that is a symlink is left for the container's own resolution at chdir.
+pub fn ensure_working_dir(rootfs: &Path, cwd: &str) -> Result<()> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let bad = |msg: String| crate::error::Error::InvalidArgument(msg);
+    let own = |fd: std::os::fd::RawFd| {
+        // SAFETY: `fd` was just returned by open/openat and nothing else owns it.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let mut dir = own(nix::fcntl::open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH,
+        Mode::empty(),
+    )
+    .map_err(|e| crate::error::Error::Internal(format!("open {}: {e}", rootfs.display())))?);
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_PATH;
+    for comp in cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if comp == ".." {
+            return Err(bad(format!("working_dir {cwd:?} must not contain '..'")));
+        }
+        let at = Some(dir.as_raw_fd());
+        let next = match openat(at, comp, flags, Mode::empty()) {
+            Ok(fd) => own(fd),
+            Err(nix::errno::Errno::ENOENT) => {
+                match mkdirat(at, comp, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => {
+                        return Err(crate::error::Error::Io {
+                            context: format!("create working_dir {cwd:?}"),
+                            source: e.into(),
+                        });
+                    }
+                }
+                own(openat(at, comp, flags, Mode::empty()).map_err(|e| {
+                    crate::error::Error::Io {
+                        context: format!("open working_dir {cwd:?}"),
+                        source: e.into(),
+                    }
+                })?)
+            }
+            // A symlink (ELOOP with O_NOFOLLOW): the container resolves it itself.
+            Err(nix::errno::Errno::ELOOP) => return Ok(()),
+            Err(nix::errno::Errno::ENOTDIR) => {
+                return Err(bad(format!(
+                    "working_dir {cwd:?}: {comp:?} is not a directory in the image"
+                )));
+            }
+            Err(e) => {
+                return Err(crate::error::Error::Io {
+                    context: format!("open working_dir {cwd:?}"),
+                    source: e.into(),
+                });
+            }
+        };
+        dir = next;
+    }
+    Ok(())
+}

@@ -961,10 +961,21 @@ impl Engine {
                     "log_directory {log_dir:?} must be absolute"
                 )));
             }
-            Path::new(&log_dir)
+            let full = Path::new(&log_dir)
                 .join(&config.log_path)
                 .display()
-                .to_string()
+                .to_string();
+            // The kernel's limits, checked here so the answer names the field.
+            if full.len() >= libc::PATH_MAX as usize
+                || full.split('/').any(|c| c.len() > libc::NAME_MAX as usize)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "config.log_path: {} bytes with log_directory, or a name over {} bytes",
+                    full.len(),
+                    libc::NAME_MAX
+                )));
+            }
+            full
         };
         let stop_signal = parse_signal(&image.config.stop_signal).unwrap_or(libc::SIGTERM);
 
@@ -1038,6 +1049,14 @@ impl Engine {
             }
         }
         rootfs::mount_overlay(&dirs, &lowers, &self.cfg.root.join("snapshots/.empty"))?;
+        let cwd = if rec.config.working_dir.is_empty() {
+            &image.config.working_dir
+        } else {
+            &rec.config.working_dir
+        };
+        if cwd.starts_with('/') {
+            rootfs::ensure_working_dir(&dirs.rootfs, cwd)?;
+        }
 
         let sc = rec
             .config
@@ -1344,12 +1363,32 @@ impl Engine {
     /// node).
     pub async fn select_containers<T>(
         &self,
+        pick: impl FnMut(&ContainerRecord) -> Option<T>,
+    ) -> Vec<T> {
+        self.select(true, pick).await
+    }
+
+    /// [`Engine::select_containers`] as the exit watcher last saw them (at most its period
+    /// behind, 200 ms): no exit record is read per container. For ListContainers, which
+    /// kubelet calls every second and follows with a status call for what changed.
+    pub async fn select_containers_as_watched<T>(
+        &self,
+        pick: impl FnMut(&ContainerRecord) -> Option<T>,
+    ) -> Vec<T> {
+        self.select(false, pick).await
+    }
+
+    async fn select<T>(
+        &self,
+        fresh: bool,
         mut pick: impl FnMut(&ContainerRecord) -> Option<T>,
     ) -> Vec<T> {
         let mut out = Vec::new();
         for c in self.store.all_containers() {
             let mut c = c.lock().await;
-            self.refresh(&mut c);
+            if fresh {
+                self.refresh(&mut c);
+            }
             if let Some(v) = pick(&c) {
                 out.push((c.created_at, v));
             }

@@ -179,6 +179,14 @@ impl ImageStore {
         &self.cfg.root
     }
 
+    /// Builds the HTTP client of registries without TLS options ahead of the first pull:
+    /// loading the system's CA certificates takes ~15 ms, which a first pull would wait for.
+    pub fn prepare_client(&self) {
+        if let Err(e) = self.client(&registry::TlsOptions::default()) {
+            tracing::warn!(err = %e, "registry HTTP client");
+        }
+    }
+
     fn client(&self, tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError> {
         let mut clients = self.clients.lock().expect("clients lock");
         if let Some(c) = clients.get(tls) {

@@ -69,10 +69,14 @@ enum Workload {
     },
     /// ListContainers and ListContainerStats latency with N containers.
     List {
+        /// Containers (each in a pod of its own) to make first; 0 lists what is there.
         #[arg(long, default_value_t = 100)]
         containers: usize,
         #[arg(short = 'n', long, default_value_t = 30)]
         iterations: usize,
+        /// Leave the pods running afterwards (to measure a restart with them).
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -114,7 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Workload::List {
             containers,
             iterations,
-        } => list(&mut c, &env, containers, iterations).await?,
+            keep,
+        } => list(&mut c, &env, containers, iterations, keep).await?,
     };
     if cli.json {
         let mut out = serde_json::json!({
@@ -428,6 +433,7 @@ async fn list(
     env: &Env,
     containers: usize,
     n: usize,
+    keep: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let mut pods = Vec::with_capacity(containers);
     for i in 0..containers {
@@ -436,6 +442,7 @@ async fn list(
         pods.push((pod, name));
     }
     let (mut lc, mut lcs) = (vec![], vec![]);
+    let mut listed = containers;
     for _ in 0..n {
         let t = Instant::now();
         let got = c
@@ -449,6 +456,7 @@ async fn list(
         if got < containers {
             bail!("ListContainers returned {got} of {containers}");
         }
+        listed = got;
         let t = Instant::now();
         c.runtime
             .list_container_stats(cri::ListContainerStatsRequest { filter: None })
@@ -456,11 +464,13 @@ async fn list(
         lcs.push(ms(t));
     }
     let results = [
-        summarize(&format!("ListContainers ({containers})"), lc),
-        summarize(&format!("ListContainerStats ({containers})"), lcs),
+        summarize(&format!("ListContainers ({listed})"), lc),
+        summarize(&format!("ListContainerStats ({listed})"), lcs),
     ];
-    for (pod, name) in pods {
-        remove_pod(c, env, &pod, &name).await?;
+    if !keep {
+        for (pod, name) in pods {
+            remove_pod(c, env, &pod, &name).await?;
+        }
     }
     Ok(serde_json::json!({"workload": "list", "containers": containers, "results": results}))
 }

@@ -186,6 +186,8 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
         .context("open the engine")?;
     engine.recover().await;
     let engine = Arc::new(engine);
+    let prepare = engine.clone();
+    tokio::task::spawn_blocking(move || prepare.images.prepare_client());
     tokio::spawn(
         engine
             .clone()

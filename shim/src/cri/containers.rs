@@ -195,7 +195,7 @@ pub async fn list(
 ) -> Result<cri::ListContainersResponse> {
     let f = req.filter.unwrap_or_default();
     let containers = e
-        .select_containers(|c| {
+        .select_containers_as_watched(|c| {
             let keep = (f.id.is_empty() || c.id.starts_with(&f.id))
                 && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
                 && f.state
