@@ -51,21 +51,23 @@ import_dir = ""
 [cni]
 conf_dir = "$W/cni"
 TOML
+  # Not called in $(…): the daemon's pid must reach this shell's `pids` for the cleanup.
   start() {
     local t0 t1
     t0=$(date +%s%N)
     target/release/crustd --config "$W/crustd.toml" >>"$W/crustd.log" 2>&1 & D=$!; pids+=($D)
     until target/release/crustctl --socket "$W/crust.sock" version >/dev/null 2>&1; do sleep 0.01; done
     t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000000))
+    STARTUP_MS=$(((t1 - t0) / 1000000))
   }
   B=(target/release/crust-bench --socket "$W/crust.sock" --image "127.0.0.1:$PORT/crust-test/busybox:latest" --log-root "$W/logs" --cgroup-parent /crust-stress)
-  start >/dev/null
+  start
   echo "== $N containers (each in its own pod): list latency"
   "${B[@]}" list --containers "$N" -n 30 --keep
   echo "crustd RSS with $N pods: $(awk '/VmRSS/{print $2}' /proc/$D/status) KiB"
   kill "$D"; wait "$D" 2>/dev/null || true
-  echo "== crustd start-up with $N pods and $N containers on disk: $(start) ms to the first answer"
+  start
+  echo "== crustd start-up with $N pods and $N containers on disk: $STARTUP_MS ms to the first answer"
   "${B[@]}" list --containers 0 -n 10
   echo "== removing them"
   target/release/crustctl --socket "$W/crust.sock" rmp -a | wc -l
