@@ -717,6 +717,19 @@ impl Cri {
         }
     }
 
+    /// A pod's status (PodSandboxStatus).
+    pub async fn pod_status(&mut self, pod: &str) -> anyhow::Result<cri::PodSandboxStatus> {
+        self.rt
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.into(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow::anyhow!("pod {pod}: no status"))
+    }
+
     /// A pod's verbose status info (netns, cgroup, monitor pid, config) as JSON.
     pub async fn pod_info(&mut self, pod: &str) -> serde_json::Value {
         let info = self

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crust_e2e::{Cri, Daemon, container_config, cri, eventually, pod_config, registry};
+use crust_e2e::{Cri, Daemon, PodFixture, container_config, cri, eventually, pod_config, registry};
 use rand::Rng;
 use tonic::Code;
 
@@ -89,12 +89,9 @@ async fn assert_consistent(c: &mut Cri) {
             .items;
     let pod_ids: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
     for p in &pods {
-        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: p.id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("listed pod {} has no status: {e}", p.id));
+        c.pod_status(&p.id)
+            .await
+            .unwrap_or_else(|e| panic!("listed pod {} has no status: {e}", p.id));
     }
     let ctrs =
         c.rt.list_containers(cri::ListContainersRequest::default())
@@ -253,16 +250,7 @@ async fn reboot_keeps_records_and_reports_pods_notready_and_containers_exited() 
 
     d.spawn().await.unwrap();
     let mut c = d.cri().await.unwrap();
-    let p =
-        c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let p = c.pod_status(&pod).await.unwrap();
     assert_eq!(p.state, cri::PodSandboxState::SandboxNotready as i32);
     let st = c.status(&ctr).await.unwrap();
     assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
@@ -330,16 +318,7 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
         let st = c.status(ctr).await.unwrap();
         assert_eq!(st.metadata.unwrap().name, *name);
         assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
-        let ps =
-            c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let ps = c.pod_status(pod).await.unwrap();
         assert_eq!(ps.metadata.unwrap().name, *name);
     }
     assert_eq!(footprint(&d).monitors, n);
@@ -380,12 +359,13 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crust_has_no_abstract_sockets_and_serves_streams_on_loopback() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("sockets", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("sockets").await;
     let ctr = c
         .run(&pod, &pc, container_config("c", &image, &["sleep", "600"]))
         .await
@@ -708,12 +688,13 @@ async fn hostile_requests_get_clean_errors_and_leave_no_state() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_working_dir_is_made_and_a_file_in_its_way_is_refused() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let pc = pod_config("cwd", &d.logs);
-    let pod = c.run_pod(&pc).await.unwrap();
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("cwd").await;
     let mut cfg = container_config("made", &image, &["sh", "-c", "pwd"]);
     cfg.working_dir = "/srv/app/data".into();
     let id = c.run(&pod, &pc, cfg).await.unwrap();
