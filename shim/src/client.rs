@@ -12,6 +12,23 @@ pub struct CriClient {
     pub image: ImageServiceClient<Channel>,
 }
 
+impl CriClient {
+    /// StopPodSandbox then RemovePodSandbox, as kubelet ends a pod.
+    pub async fn remove_pod(&mut self, id: &str) -> Result<(), tonic::Status> {
+        self.runtime
+            .stop_pod_sandbox(crust_proto::cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await?;
+        self.runtime
+            .remove_pod_sandbox(crust_proto::cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 pub async fn connect(socket: &Path) -> anyhow::Result<CriClient> {
     let socket = socket.to_path_buf();
     let display = socket.display().to_string();

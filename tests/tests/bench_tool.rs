@@ -82,12 +82,7 @@ async fn every_bench_workload_runs_against_crust() {
 
     // Everything the workloads made is gone.
     let mut c = d.cri().await.unwrap();
-    let pods =
-        c.rt.list_pod_sandbox(crust_e2e::cri::ListPodSandboxRequest { filter: None })
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     assert!(pods.is_empty(), "{pods:?}");
     d.shutdown().await;
 }

@@ -797,12 +797,7 @@ async fn sysctls_apply_in_the_pod_and_injection_is_refused() {
         std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
         core_pattern
     );
-    let pods =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     assert_eq!(pods.len(), 1, "refused pods left records");
     drop(c);
     d.shutdown().await;

@@ -345,12 +345,7 @@ async fn a_failing_cni_plugin_fails_the_pod_cleanly() {
         status.message()
     );
     // Nothing of the failed pod is left: no record, no state dir, no mounts.
-    let pods =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     assert_eq!(
         pods.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
         vec![first.clone()]
@@ -594,15 +589,7 @@ async fn a_netns_deleted_under_the_pod_still_tears_down() {
     })
     .await
     .unwrap();
-    assert!(
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items
-            .len()
-            == 1
-    );
+    assert!(c.list_pods().await.unwrap().len() == 1);
     drop(c);
     d.shutdown().await;
 }

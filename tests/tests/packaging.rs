@@ -279,19 +279,12 @@ async fn uninstall_removes_the_pods_crust_runs() {
     let out = String::from_utf8_lossy(&st.stdout).into_owned();
     assert!(st.status.success(), "{out}");
     assert!(out.contains("removing crust's pods"), "{out}");
-    let left =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let left = c.list_pods().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
-    let ctrs =
-        c.rt.list_containers(cri::ListContainersRequest { filter: None })
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let ctrs = c
+        .list_containers(cri::ContainerFilter::default())
+        .await
+        .unwrap();
     assert!(ctrs.is_empty(), "{ctrs:?}");
     d.shutdown().await;
 }

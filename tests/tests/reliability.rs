@@ -81,24 +81,17 @@ fn walkdirs(root: &Path) -> Vec<std::path::PathBuf> {
 /// Every pod and container the daemon lists answers its status call, and every container's
 /// pod exists: nothing is half there.
 async fn assert_consistent(c: &mut Cri) {
-    let pods =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     let pod_ids: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
     for p in &pods {
         c.pod_status(&p.id)
             .await
             .unwrap_or_else(|e| panic!("listed pod {} has no status: {e}", p.id));
     }
-    let ctrs =
-        c.rt.list_containers(cri::ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let ctrs = c
+        .list_containers(cri::ContainerFilter::default())
+        .await
+        .unwrap();
     for ct in ctrs {
         assert!(
             pod_ids.contains(&ct.pod_sandbox_id),
@@ -112,12 +105,7 @@ async fn assert_consistent(c: &mut Cri) {
 }
 
 async fn remove_all_pods(c: &mut Cri) {
-    let pods =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     for p in pods {
         c.remove_pod(&p.id)
             .await
@@ -491,12 +479,10 @@ async fn a_full_disk_fails_pulls_and_creates_cleanly_and_recovers() {
         .unwrap_err();
     let code = err.downcast_ref::<tonic::Status>().map(|s| s.code());
     assert_eq!(code, Some(Code::ResourceExhausted), "{err:#}");
-    let listed =
-        c.rt.list_containers(cri::ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let listed = c
+        .list_containers(cri::ContainerFilter::default())
+        .await
+        .unwrap();
     assert!(listed.is_empty(), "{listed:?}");
     std::fs::remove_file(&filler).unwrap();
     c.run(&pod, &pc, container_config("c", &image, &["sleep", "60"]))
@@ -668,19 +654,12 @@ async fn hostile_requests_get_clean_errors_and_leave_no_state() {
     );
     // Still serving, and only the real pod is there.
     c.rt.version(cri::VersionRequest::default()).await.unwrap();
-    let pods =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     assert_eq!(pods.len(), 1, "{pods:?}");
-    let ctrs =
-        c.rt.list_containers(cri::ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let ctrs = c
+        .list_containers(cri::ContainerFilter::default())
+        .await
+        .unwrap();
     assert!(ctrs.is_empty(), "{ctrs:?}");
     assert_consistent(&mut c).await;
     d.shutdown().await;

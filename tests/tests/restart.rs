@@ -81,12 +81,7 @@ async fn containers_survive_a_daemon_kill_and_exits_are_not_lost() {
 
     d.spawn().await.unwrap();
     let mut c = d.cri().await.unwrap();
-    let pods =
-        c.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = c.list_pods().await.unwrap();
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0].state, cri::PodSandboxState::SandboxReady as i32);
     let all = c

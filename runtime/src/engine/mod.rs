@@ -1590,100 +1590,66 @@ fn pod_limits(
 }
 
 /// Strings that become paths, file contents or a process's argv can't hold a NUL byte: the
-/// kernel would cut them short (or refuse them) somewhere deep inside; say so up front.
-fn no_nul<'a>(fields: impl IntoIterator<Item = (String, &'a str)>) -> Result<()> {
-    for (field, v) in fields {
-        if v.contains('\0') {
-            return Err(Error::InvalidArgument(format!(
-                "{field} contains a NUL byte"
-            )));
-        }
+/// kernel would cut them short (or refuse them) somewhere deep inside; say so up front. The
+/// field's name is only spelled out for the answer.
+fn no_nul(value: &str, field: impl FnOnce() -> String) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "{} contains a NUL byte",
+            field()
+        )));
     }
     Ok(())
 }
 
 fn no_nul_in_pod(c: &cri::PodSandboxConfig) -> Result<()> {
-    let meta = c.metadata.clone().unwrap_or_default();
-    let dns = c.dns_config.clone().unwrap_or_default();
-    let mut fields: Vec<(String, &str)> = vec![
-        ("config.metadata.name".into(), &meta.name),
-        ("config.metadata.namespace".into(), &meta.namespace),
-        ("config.metadata.uid".into(), &meta.uid),
-        ("config.hostname".into(), &c.hostname),
-        ("config.log_directory".into(), &c.log_directory),
-    ];
-    for (i, s) in dns
-        .servers
-        .iter()
-        .chain(&dns.searches)
-        .chain(&dns.options)
-        .enumerate()
-    {
-        fields.push((format!("config.dns_config[{i}]"), s));
+    if let Some(m) = &c.metadata {
+        no_nul(&m.name, || "config.metadata.name".into())?;
+        no_nul(&m.namespace, || "config.metadata.namespace".into())?;
+        no_nul(&m.uid, || "config.metadata.uid".into())?;
     }
-    no_nul(fields.iter().map(|(f, v)| (f.clone(), *v)))?;
+    no_nul(&c.hostname, || "config.hostname".into())?;
+    no_nul(&c.log_directory, || "config.log_directory".into())?;
+    if let Some(dns) = &c.dns_config {
+        for v in dns.servers.iter().chain(&dns.searches).chain(&dns.options) {
+            no_nul(v, || format!("config.dns_config entry {v:?}"))?;
+        }
+    }
     if let Some(l) = &c.linux {
-        no_nul(
-            l.sysctls
-                .iter()
-                .flat_map(|(k, v)| {
-                    [
-                        (format!("config.linux.sysctls[{k:?}]"), k.as_str()),
-                        (format!("config.linux.sysctls[{k:?}]"), v.as_str()),
-                    ]
-                })
-                .chain([(
-                    "config.linux.cgroup_parent".to_string(),
-                    l.cgroup_parent.as_str(),
-                )]),
-        )?;
+        no_nul(&l.cgroup_parent, || "config.linux.cgroup_parent".into())?;
+        for (k, v) in &l.sysctls {
+            no_nul(k, || format!("config.linux.sysctls[{k:?}]"))?;
+            no_nul(v, || format!("config.linux.sysctls[{k:?}]"))?;
+        }
     }
     Ok(())
 }
 
 fn no_nul_in_container(c: &cri::ContainerConfig) -> Result<()> {
-    let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-    let fields = [
-        ("config.metadata.name".to_string(), name),
-        ("config.log_path".to_string(), c.log_path.as_str()),
-        ("config.working_dir".to_string(), c.working_dir.as_str()),
-    ]
-    .into_iter()
-    .chain(
-        c.command
-            .iter()
-            .map(|s| ("config.command".to_string(), s.as_str())),
-    )
-    .chain(
-        c.args
-            .iter()
-            .map(|s| ("config.args".to_string(), s.as_str())),
-    )
-    .chain(c.envs.iter().flat_map(|e| {
-        [
-            (format!("config.envs[{:?}]", e.key), e.key.as_str()),
-            (format!("config.envs[{:?}]", e.key), e.value.as_str()),
-        ]
-    }))
-    .chain(c.mounts.iter().flat_map(|m| {
-        [
-            (
-                "config.mounts.container_path".to_string(),
-                m.container_path.as_str(),
-            ),
-            ("config.mounts.host_path".to_string(), m.host_path.as_str()),
-        ]
-    }))
-    .chain(c.devices.iter().flat_map(|d| {
-        [
-            (
-                "config.devices.container_path".to_string(),
-                d.container_path.as_str(),
-            ),
-            ("config.devices.host_path".to_string(), d.host_path.as_str()),
-        ]
-    }));
-    no_nul(fields)
+    if let Some(m) = &c.metadata {
+        no_nul(&m.name, || "config.metadata.name".into())?;
+    }
+    no_nul(&c.log_path, || "config.log_path".into())?;
+    no_nul(&c.working_dir, || "config.working_dir".into())?;
+    for v in &c.command {
+        no_nul(v, || "config.command".into())?;
+    }
+    for v in &c.args {
+        no_nul(v, || "config.args".into())?;
+    }
+    for e in &c.envs {
+        no_nul(&e.key, || format!("config.envs[{:?}]", e.key))?;
+        no_nul(&e.value, || format!("config.envs[{:?}]", e.key))?;
+    }
+    for m in &c.mounts {
+        no_nul(&m.container_path, || "config.mounts.container_path".into())?;
+        no_nul(&m.host_path, || "config.mounts.host_path".into())?;
+    }
+    for d in &c.devices {
+        no_nul(&d.container_path, || "config.devices.container_path".into())?;
+        no_nul(&d.host_path, || "config.devices.host_path".into())?;
+    }
+    Ok(())
 }
 
 fn apply_exit(c: &mut ContainerRecord, exit: &ExitRecord) {
@@ -1722,6 +1688,23 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_bytes_are_refused_naming_the_field() {
+        let mut c = cri::ContainerConfig::default();
+        no_nul_in_container(&c).unwrap();
+        c.envs.push(cri::KeyValue {
+            key: "K".into(),
+            value: "a\0b".into(),
+        });
+        let e = no_nul_in_container(&c).unwrap_err().to_string();
+        assert!(e.contains("config.envs[\"K\"]"), "{e}");
+        let mut p = cri::PodSandboxConfig::default();
+        no_nul_in_pod(&p).unwrap();
+        p.log_directory = "/var/log/\0".into();
+        let e = no_nul_in_pod(&p).unwrap_err().to_string();
+        assert!(e.contains("config.log_directory"), "{e}");
+    }
 
     #[test]
     fn net_dev_parses_per_interface_counters() {

@@ -187,6 +187,19 @@ impl ImageStore {
         }
     }
 
+    /// A fresh directory beside the snapshots to unpack a layer into; renamed to its chain id
+    /// once verified.
+    fn new_unpack_dir(&self) -> Result<PathBuf, ImageError> {
+        let dir = self
+            .cfg
+            .root
+            .join("snapshots")
+            .join(format!(".tmp-{}", rand::random::<u64>()));
+        std::fs::create_dir(&dir)
+            .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
+        Ok(dir)
+    }
+
     fn client(&self, tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError> {
         let mut clients = self.clients.lock().expect("clients lock");
         if let Some(c) = clients.get(tls) {
@@ -557,13 +570,7 @@ impl ImageStore {
         diff_id: &str,
         chain_id: &str,
     ) -> Result<(tokio::sync::mpsc::Sender<Vec<u8>>, StreamedUnpack), ImageError> {
-        let tmp_dir = self
-            .cfg
-            .root
-            .join("snapshots")
-            .join(format!(".tmp-{}", rand::random::<u64>()));
-        std::fs::create_dir(&tmp_dir)
-            .map_err(|e| ImageError::io(format!("create {}", tmp_dir.display()), e))?;
+        let tmp_dir = self.new_unpack_dir()?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
         let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel::<bool>();
         let (what, diff_id, snapshot) = (
@@ -670,13 +677,7 @@ impl ImageStore {
                 // unpack the verified file, which reports what is wrong.
             }
         }
-        let tmp_dir = self
-            .cfg
-            .root
-            .join("snapshots")
-            .join(format!(".tmp-{}", rand::random::<u64>()));
-        std::fs::create_dir(&tmp_dir)
-            .map_err(|e| ImageError::io(format!("create {}", tmp_dir.display()), e))?;
+        let tmp_dir = self.new_unpack_dir()?;
         // Unpack, verify and commit (or clean up) all in the blocking task: when the pull
         // is abandoned (another layer failed, the client went away) the task still runs to
         // the end, and must not leave a half-unpacked directory behind.

@@ -269,16 +269,7 @@ async fn start_pod(
 }
 
 async fn remove_pod(c: &mut CriClient, env: &Env, pod: &str, name: &str) -> anyhow::Result<()> {
-    c.runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await?;
-    c.runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await?;
+    c.remove_pod(pod).await?;
     let _ = std::fs::remove_dir_all(env.log_root.join(name));
     Ok(())
 }

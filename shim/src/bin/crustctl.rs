@@ -111,7 +111,7 @@ enum Cmd {
     },
     /// List pods with their IPs.
     Pods,
-    /// Stop and remove pods (by id or unique id prefix) with all their containers.
+    /// Stop and remove pods (by id, id prefix or name) with all their containers.
     Rmp {
         /// Every pod.
         #[arg(short = 'a', long)]
@@ -1048,38 +1048,23 @@ async fn remove_pods(c: &mut CriClient, all: bool, names: Vec<String>) -> anyhow
     if all != names.is_empty() {
         anyhow::bail!("rmp: name pods or pass --all, not both");
     }
-    let items = c
-        .runtime
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await?
-        .into_inner()
-        .items;
     let mut ids = Vec::new();
     if all {
-        ids = items.iter().map(|p| p.id.clone()).collect();
+        ids = c
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await?
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
     }
     for name in &names {
-        let found: Vec<&cri::PodSandbox> = items
-            .iter()
-            .filter(|p| p.id.starts_with(name.as_str()))
-            .collect();
-        match found.as_slice() {
-            [p] => ids.push(p.id.clone()),
-            [] => anyhow::bail!("rmp: no pod {name}"),
-            _ => anyhow::bail!("rmp: {name} matches {} pods", found.len()),
-        }
+        ids.push(resolve_pod(c, name).await?);
     }
     for id in ids {
-        c.runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await?;
-        c.runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await?;
+        c.remove_pod(&id).await?;
         println!("{id}");
     }
     Ok(())

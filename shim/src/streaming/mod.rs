@@ -402,8 +402,18 @@ async fn respond<S: tokio::io::AsyncWrite + Unpin>(
     status: &str,
     body: &str,
 ) -> std::io::Result<()> {
+    respond_with(conn, status, "text/plain", body).await
+}
+
+/// A complete HTTP/1.1 response, then the connection's end.
+pub(crate) async fn respond_with<S: tokio::io::AsyncWrite + Unpin>(
+    conn: &mut S,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     conn.write_all(resp.as_bytes()).await?;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crust_runtime::Engine;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::prometheus::PrometheusReader;
-use crate::streaming::{Request, read_head};
+use crate::streaming::{Request, read_head, respond_with};
 
 /// Whether crustd serves CRI calls: false while starting and once shutdown began.
 #[derive(Clone, Default)]
@@ -61,10 +60,10 @@ async fn handle(
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??
         .0;
     let Some(req) = Request::parse(&head) else {
-        return respond(&mut conn, "400 Bad Request", "text/plain", "bad request\n").await;
+        return respond_with(&mut conn, "400 Bad Request", "text/plain", "bad request\n").await;
     };
     if req.method != "GET" {
-        return respond(
+        return respond_with(
             &mut conn,
             "405 Method Not Allowed",
             "text/plain",
@@ -77,7 +76,7 @@ async fn handle(
         "/metrics" => {
             super::daemon::sample(engine).await;
             let page = reader.render();
-            respond(
+            respond_with(
                 &mut conn,
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -85,10 +84,10 @@ async fn handle(
             )
             .await
         }
-        "/healthz" | "/livez" => respond(&mut conn, "200 OK", "text/plain", "ok\n").await,
-        "/readyz" if ready.get() => respond(&mut conn, "200 OK", "text/plain", "ok\n").await,
+        "/healthz" | "/livez" => respond_with(&mut conn, "200 OK", "text/plain", "ok\n").await,
+        "/readyz" if ready.get() => respond_with(&mut conn, "200 OK", "text/plain", "ok\n").await,
         "/readyz" => {
-            respond(
+            respond_with(
                 &mut conn,
                 "503 Service Unavailable",
                 "text/plain",
@@ -96,21 +95,6 @@ async fn handle(
             )
             .await
         }
-        _ => respond(&mut conn, "404 Not Found", "text/plain", "not found\n").await,
+        _ => respond_with(&mut conn, "404 Not Found", "text/plain", "not found\n").await,
     }
-}
-
-async fn respond(
-    conn: &mut tokio::net::TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
 }

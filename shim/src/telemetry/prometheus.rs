@@ -86,24 +86,12 @@ fn encode_metric<T: Number>(out: &mut String, m: &Metric, data: &MetricData<T>) 
     match data {
         MetricData::Sum(s) => {
             for p in s.data_points() {
-                sample(
-                    out,
-                    &name,
-                    "",
-                    &labels(p.attributes(), None),
-                    p.value().as_f64(),
-                );
+                plain_sample(out, &name, p.attributes(), p.value());
             }
         }
         MetricData::Gauge(g) => {
             for p in g.data_points() {
-                sample(
-                    out,
-                    &name,
-                    "",
-                    &labels(p.attributes(), None),
-                    p.value().as_f64(),
-                );
+                plain_sample(out, &name, p.attributes(), p.value());
             }
         }
         MetricData::Histogram(h) => {
@@ -153,6 +141,16 @@ impl Number for i64 {
     fn as_f64(self) -> f64 {
         self as f64
     }
+}
+
+/// One counter or gauge series.
+fn plain_sample<'a, T: Number>(
+    out: &mut String,
+    name: &str,
+    attrs: impl Iterator<Item = &'a KeyValue>,
+    value: T,
+) {
+    sample(out, name, "", &labels(attrs, None), value.as_f64());
 }
 
 fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, value: f64) {
