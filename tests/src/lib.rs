@@ -16,6 +16,7 @@ use cri::runtime_service_client::RuntimeServiceClient;
 pub use crust_proto::cri;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod bridge;
 pub mod faultproxy;
 pub mod kubeapi;
 

@@ -5,76 +5,17 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crust_e2e::bridge::{Bridge, network_ready};
 use crust_e2e::{PodFixture, container_config, cri, eventually, log_lines, pod_config};
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// A bridge network owned by one test: its bridge device is deleted on drop.
-struct Bridge {
-    name: String,
-    subnet_prefix: String,
-}
-
-impl Bridge {
-    fn new(d: &crust_e2e::Daemon) -> Bridge {
-        let n: u8 = rand::random::<u8>() % 200 + 20;
-        let b = Bridge {
-            name: format!("crust{:08x}", rand::random::<u32>()),
-            subnet_prefix: format!("10.251.{n}"),
-        };
-        std::fs::create_dir_all(d.cni_dir()).unwrap();
-        let conf = serde_json::json!({
-            "cniVersion": "0.4.0",
-            "name": "crust-e2e",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": b.name,
-                    "isGateway": false,
-                    "ipMasq": false,
-                    "hairpinMode": true,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": format!("{}.0/24", b.subnet_prefix)}]],
-                        "dataDir": d.dir.path().join("ipam"),
-                    }
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        });
-        std::fs::write(d.cni_dir().join("10-e2e.conflist"), conf.to_string()).unwrap();
-        b
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        // Not every test makes its bridge (no pod ran): a missing one is fine.
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.name])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 fn ip_forward() -> String {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
         .unwrap()
         .trim()
         .to_string()
-}
-
-async fn network_ready(c: &mut crust_e2e::Cri) -> bool {
-    c.rt.status(cri::StatusRequest { verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .conditions
-        .iter()
-        .any(|x| x.r#type == "NetworkReady" && x.status)
 }
 
 async fn pod_ip(c: &mut crust_e2e::Cri, pod: &str) -> String {

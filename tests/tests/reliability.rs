@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use crust_e2e::bridge::{Bridge, network_ready};
 use crust_e2e::{Cri, Daemon, PodFixture, container_config, cri, eventually, pod_config, registry};
 use rand::Rng;
 use tonic::Code;
@@ -20,16 +21,19 @@ fn scale(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// What a daemon has on the machine besides its records: mounts under its dirs, cgroups under
-/// its parent, monitor processes.
+/// What a daemon has on the machine besides its records: mounts under its dirs (the pods'
+/// netns pins among them), cgroups under its parent, monitor processes, and on its pod network
+/// the veths on the bridge and the addresses host-local has leased.
 #[derive(Debug, PartialEq, Eq)]
 struct Footprint {
     mounts: BTreeSet<String>,
     cgroups: BTreeSet<String>,
     monitors: usize,
+    veths: Vec<String>,
+    leases: Vec<String>,
 }
 
-fn footprint(d: &Daemon) -> Footprint {
+fn footprint(d: &Daemon, net: &Bridge) -> Footprint {
     let base = d.dir.path().display().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -58,6 +62,8 @@ fn footprint(d: &Daemon) -> Footprint {
         mounts,
         cgroups,
         monitors,
+        veths: net.veths(),
+        leases: net.leases(),
     }
 }
 
@@ -128,11 +134,19 @@ async fn pod_life(c: &mut Cri, d_logs: &Path, name: &str, image: &str) -> anyhow
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orphaned() {
     let mut d = Daemon::start().await.unwrap();
+    let net = Bridge::new(&d);
     let image = registry().busybox();
     let layered = registry().image("layered");
     let mut c = d.cri().await.unwrap();
+    assert!(network_ready(&mut c).await);
     c.pull(&image).await.unwrap();
-    let empty = footprint(&d);
+    let empty = footprint(&d, &net);
+    // The kills land anywhere in a pod's life (and the pull after it): time one first.
+    let t0 = std::time::Instant::now();
+    pod_life(&mut c, &d.logs.clone(), "timing", &image)
+        .await
+        .unwrap();
+    let life_ms = (t0.elapsed().as_millis() as u64).max(20) * 3 / 2;
     let rounds = scale("CRUST_STRESS_KILLS", 8);
     let mut rng = rand::rng();
     for round in 0..rounds {
@@ -145,7 +159,7 @@ async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orpha
             let _ = pod_life(&mut work, &logs, &name, &img).await;
             let _ = work.pull(&img2).await;
         });
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..life_ms))).await;
         d.kill9();
         let _ = life.await;
         d.spawn().await.unwrap();
@@ -176,11 +190,11 @@ async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orpha
                 .await
                 .unwrap();
         }
-        let settled = eventually(LONG, || async { footprint(&d) == empty }).await;
+        let settled = eventually(LONG, || async { footprint(&d, &net) == empty }).await;
         assert!(
             settled,
             "round {round}: left behind {:?} (started with {empty:?})",
-            footprint(&d)
+            footprint(&d, &net)
         );
     }
     let mut c = d.cri().await.unwrap();
@@ -257,8 +271,10 @@ async fn reboot_keeps_records_and_reports_pods_notready_and_containers_exited() 
 #[tokio::test(flavor = "multi_thread")]
 async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
     let d = Daemon::start().await.unwrap();
+    let net = Bridge::new(&d);
     let image = registry().busybox();
     let mut c = d.cri().await.unwrap();
+    assert!(network_ready(&mut c).await);
     c.pull(&image).await.unwrap();
     let pid = d.pid().unwrap();
     let fds = || {
@@ -266,16 +282,19 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
             .unwrap()
             .count()
     };
-    let rss = || {
+    let status = |key: &str| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap()
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
             .unwrap()
     };
+    let rss = || status("VmRSS:");
+    // tokio's blocking pool grows and shrinks on its own: threads are reported, not asserted.
+    let threads = || status("Threads:");
     // Warm up the daemon's pools and caches before taking the baseline.
     pod_life(&mut c, &d.logs, "warm", &image).await.unwrap();
-    let (empty, fds0, rss0) = (footprint(&d), fds(), rss());
+    let (empty, fds0, rss0, threads0) = (footprint(&d, &net), fds(), rss(), threads());
 
     // N clients, each on its own connection, start a pod with a container at the same time.
     let n = scale("CRUST_STRESS_CONCURRENT", 50);
@@ -309,7 +328,12 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
         let ps = c.pod_status(pod).await.unwrap();
         assert_eq!(ps.metadata.unwrap().name, *name);
     }
-    assert_eq!(footprint(&d).monitors, n);
+    let busy = footprint(&d, &net);
+    assert_eq!(
+        (busy.monitors, busy.veths.len(), busy.leases.len()),
+        (n, n, n),
+        "a monitor, a veth and an address per pod"
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for (_, pod, _) in started {
         let mut c = d.cri().await.unwrap();
@@ -329,8 +353,12 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
             .await
             .unwrap();
     }
-    let settled = eventually(LONG, || async { footprint(&d) == empty }).await;
-    assert!(settled, "left behind: {:?} vs {empty:?}", footprint(&d));
+    let settled = eventually(LONG, || async { footprint(&d, &net) == empty }).await;
+    assert!(
+        settled,
+        "left behind: {:?} vs {empty:?}",
+        footprint(&d, &net)
+    );
     // The daemon's own descriptors are back where they were (a few for connections in
     // flight may come and go).
     let fds1 = fds();
@@ -339,8 +367,11 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
         "fds grew from {fds0} to {fds1} over {cycles} cycles"
     );
     println!(
-        "{n} concurrent pods and {cycles} churn cycles: fds {fds0} -> {fds1}, RSS {rss0} -> {}",
-        rss()
+        "{n} concurrent pods and {cycles} churn cycles: fds {fds0} -> {fds1}, RSS {rss0} -> {}, threads {threads0} -> {}, veths and leases {} -> {}",
+        rss(),
+        threads(),
+        empty.veths.len() + empty.leases.len(),
+        footprint(&d, &net).veths.len() + footprint(&d, &net).leases.len(),
     );
     d.shutdown().await;
 }
