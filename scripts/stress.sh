@@ -8,7 +8,7 @@
 #
 # Knobs (defaults in brackets): CRUST_STRESS_KILLS [200] SIGKILLs of crustd at random points,
 # CRUST_STRESS_CONCURRENT [50] clients starting pods at once, CRUST_STRESS_CHURN [500] pod
-# create/destroy cycles, CRUST_STRESS_FUZZ [2000] rounds of hostile requests, CRUST_STRESS_SCALE
+# create/destroy cycles, CRUST_STRESS_FUZZ [2000] hostile requests (fuzz.rs), CRUST_STRESS_SCALE
 # [1000] containers for the scale measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +23,8 @@ if [ "$what" = all ] || [ "$what" = tests ]; then
   export CRUST_STRESS_FUZZ=${CRUST_STRESS_FUZZ:-2000}
   echo "== reliability tests: kills=$CRUST_STRESS_KILLS concurrent=$CRUST_STRESS_CONCURRENT churn=$CRUST_STRESS_CHURN fuzz=$CRUST_STRESS_FUZZ"
   cargo build --workspace --bins -q
-  cargo test -q -p crust-e2e --test reliability -- --nocapture --test-threads 1 2>&1 |
-    grep -E "^test |test result|concurrent pods and|panicked|left behind" || true
+  cargo test -q -p crust-e2e --test reliability --test fuzz -- --nocapture --test-threads 1 2>&1 |
+    grep -E "^test |test result|concurrent pods and|SIGTERM under load|calls per RPC|panicked|left behind|minimal failing" || true
 fi
 
 if [ "$what" = all ] || [ "$what" = scale ]; then

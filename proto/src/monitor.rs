@@ -83,8 +83,9 @@ pub struct CreateRequest {
     pub bundle: String,
     /// Absolute path of the CRI log file ("" for no log).
     pub log_path: String,
-    /// Directory where the monitor writes the container's exit record.
-    pub exit_dir: String,
+    /// Where the monitor writes the container's exit record (atomically: a rename into
+    /// place, which crustd watches for).
+    pub exit_file: String,
     /// The container has a terminal (its output comes from a pty, logged as stdout).
     #[serde(default)]
     pub tty: bool,
@@ -254,6 +255,8 @@ pub async fn recv_fds(
 pub enum ErrorKind {
     NotFound,
     InvalidState,
+    /// The request itself cannot work (a command that is not in the image, no command).
+    InvalidArgument,
     Failed,
 }
 
@@ -271,8 +274,6 @@ pub struct ExitRecord {
     #[serde(default)]
     pub signal: Option<i32>,
 }
-
-pub const EXIT_FILE: &str = "exit.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExecResult {

@@ -111,6 +111,38 @@ impl Hierarchy {
         Ok(created)
     }
 
+    /// The one hierarchy's directory for `path` that [`Hierarchy::attach_single`] uses: the
+    /// unified one, or on v1 the `pids` hierarchy (where membership limits nothing unless a
+    /// limit is written) or, without it, the first.
+    fn single_dir(&self, path: &str) -> Option<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Hierarchy::V2 { root } => Some(root.join(rel)),
+            Hierarchy::V1 { mounts } => mounts
+                .iter()
+                .find(|(c, _)| c == "pids")
+                .or(mounts.first())
+                .map(|(_, m)| m.join(rel)),
+        }
+    }
+
+    /// Makes cgroup `path` (and its parents) in that one hierarchy.
+    pub fn create_single(&self, path: &str) -> io::Result<()> {
+        validate_path(path)?;
+        let dir = self
+            .single_dir(path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup hierarchy"))?;
+        fs::create_dir_all(dir)
+    }
+
+    /// Moves process `pid` into cgroup `path` of that one hierarchy.
+    pub fn attach_single(&self, path: &str, pid: i32) -> io::Result<()> {
+        let dir = self
+            .single_dir(path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup hierarchy"))?;
+        fs::write(dir.join("cgroup.procs"), pid.to_string())
+    }
+
     /// Removes cgroup `path` (not its parents) from every hierarchy. Missing is fine.
     pub fn remove(&self, path: &str) -> io::Result<()> {
         validate_path(path)?;
@@ -324,37 +356,84 @@ fn v1_dir(mounts: &[(String, PathBuf)], controller: &str, rel: &str) -> Option<P
         .map(|(_, m)| m.join(rel))
 }
 
-/// Memory figures from a usage value and memory.stat, given the stat's key names
-/// (v1 prefixes them with `total_`).
-fn fill_memory(
-    s: &mut CgroupStats,
-    usage: u64,
-    stat: &std::collections::HashMap<String, u64>,
-    keys: [&str; 4],
-) {
-    let get = |k: &str| stat.get(k).copied().unwrap_or(0);
-    let [inactive_file, rss, pgfault, pgmajfault] = keys;
-    s.memory_usage = usage;
-    s.memory_working_set = usage.saturating_sub(get(inactive_file));
-    s.memory_rss = get(rss);
-    s.page_faults = get(pgfault);
-    s.major_page_faults = get(pgmajfault);
+/// Reads a cgroup's small files relative to its open directory: one path walk per cgroup, not
+/// one per file, and one buffer for all of them (ListContainerStats reads thousands).
+struct CgroupDir {
+    dir: fs::File,
+    buf: Vec<u8>,
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
-    fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// `key value` lines (memory.stat, cpu.stat).
-fn read_kv(p: &Path) -> std::collections::HashMap<String, u64> {
-    fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), v.trim().parse().ok()?))
+impl CgroupDir {
+    fn open(dir: &Path) -> Option<CgroupDir> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(dir)
+            .ok()?;
+        Some(CgroupDir {
+            dir,
+            buf: Vec::with_capacity(4096),
         })
-        .collect()
+    }
+
+    /// The file's whole text (None when it is missing or unreadable).
+    fn text(&mut self, name: &str) -> Option<&str> {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let fd = nix::fcntl::openat(
+            Some(self.dir.as_raw_fd()),
+            name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        // SAFETY: openat just returned this fd, and nothing else owns it.
+        let mut f = unsafe { fs::File::from_raw_fd(fd) };
+        self.buf.clear();
+        // Not read_to_end: it asks for the file's size first, which cgroupfs cannot tell.
+        let mut chunk = [0u8; 4096];
+        loop {
+            match f.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        std::str::from_utf8(&self.buf).ok()
+    }
+
+    fn u64(&mut self, name: &str) -> Option<u64> {
+        self.text(name)?.trim().parse().ok()
+    }
+
+    /// The values of `keys` in a `key value` file (memory.stat, cpu.stat); 0 where missing.
+    fn keyed<const N: usize>(&mut self, name: &str, keys: [&str; N]) -> [u64; N] {
+        let mut out = [0; N];
+        for line in self.text(name).unwrap_or_default().lines() {
+            let Some((k, v)) = line.split_once(' ') else {
+                continue;
+            };
+            if let Some(i) = keys.iter().position(|w| *w == k) {
+                out[i] = v.trim().parse().unwrap_or(0);
+            }
+        }
+        out
+    }
+
+    /// Memory figures from the usage file and memory.stat, given the stat's key names for
+    /// inactive file pages, rss, page faults and major page faults (v1 prefixes them with
+    /// `total_` for the whole subtree).
+    fn memory(&mut self, s: &mut CgroupStats, usage_file: &str, keys: [&str; 4]) {
+        let usage = self.u64(usage_file).unwrap_or(0);
+        let [inactive_file, rss, pgfault, pgmajfault] = self.keyed("memory.stat", keys);
+        s.memory_usage = usage;
+        s.memory_working_set = usage.saturating_sub(inactive_file);
+        s.memory_rss = rss;
+        s.page_faults = pgfault;
+        s.major_page_faults = pgmajfault;
+    }
 }
 
 impl Hierarchy {
@@ -364,35 +443,27 @@ impl Hierarchy {
         let mut s = CgroupStats::default();
         match self {
             Hierarchy::V2 { root } => {
-                let dir = root.join(rel);
-                s.cpu_usage_ns = read_kv(&dir.join("cpu.stat"))
-                    .get("usage_usec")
-                    .copied()
-                    .unwrap_or(0)
-                    * 1000;
-                let usage = read_u64(&dir.join("memory.current")).unwrap_or(0);
-                let stat = read_kv(&dir.join("memory.stat"));
-                fill_memory(
+                let Some(mut d) = CgroupDir::open(&root.join(rel)) else {
+                    return s;
+                };
+                s.cpu_usage_ns = d.keyed("cpu.stat", ["usage_usec"])[0] * 1000;
+                d.memory(
                     &mut s,
-                    usage,
-                    &stat,
+                    "memory.current",
                     ["inactive_file", "anon", "pgfault", "pgmajfault"],
                 );
-                s.memory_limit = read_u64(&dir.join("memory.max"));
-                s.swap_usage = read_u64(&dir.join("memory.swap.current")).unwrap_or(0);
+                s.memory_limit = d.u64("memory.max");
+                s.swap_usage = d.u64("memory.swap.current").unwrap_or(0);
             }
             Hierarchy::V1 { mounts } => {
-                let dir_of = |c: &str| v1_dir(mounts, c, rel);
-                if let Some(d) = dir_of("cpuacct") {
-                    s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage")).unwrap_or(0);
+                let dir_of = |c: &str| v1_dir(mounts, c, rel).and_then(|d| CgroupDir::open(&d));
+                if let Some(mut d) = dir_of("cpuacct") {
+                    s.cpu_usage_ns = d.u64("cpuacct.usage").unwrap_or(0);
                 }
-                if let Some(d) = dir_of("memory") {
-                    let usage = read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0);
-                    let stat = read_kv(&d.join("memory.stat"));
-                    fill_memory(
+                if let Some(mut d) = dir_of("memory") {
+                    d.memory(
                         &mut s,
-                        usage,
-                        &stat,
+                        "memory.usage_in_bytes",
                         [
                             "total_inactive_file",
                             "total_rss",
@@ -401,9 +472,8 @@ impl Hierarchy {
                         ],
                     );
                     // The v1 "no limit" value is a huge page-rounded number.
-                    s.memory_limit =
-                        read_u64(&d.join("memory.limit_in_bytes")).filter(|l| *l < (1 << 62));
-                    if let Some(memsw) = read_u64(&d.join("memory.memsw.usage_in_bytes")) {
+                    s.memory_limit = d.u64("memory.limit_in_bytes").filter(|l| *l < (1 << 62));
+                    if let Some(memsw) = d.u64("memory.memsw.usage_in_bytes") {
                         s.swap_usage = memsw.saturating_sub(s.memory_usage);
                     }
                 }
@@ -510,18 +580,25 @@ pub fn expand_slice(slice: &str) -> io::Result<String> {
 pub fn validate_path(path: &str) -> io::Result<()> {
     let ok = path.starts_with('/')
         && path.len() > 1
+        && path.len() <= MAX_PATH
         && path[1..]
             .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0') && c.len() <= 255);
     if ok {
         Ok(())
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("cgroup path {path:?} must be absolute with no empty, '.' or '..' components"),
+            format!(
+                "cgroup path {path:?} must be absolute, at most {MAX_PATH} bytes, with no empty, '.' or '..' components and none over 255 bytes"
+            ),
         ))
     }
 }
+
+/// The longest cgroup path accepted: room under PATH_MAX for the hierarchy's mount point and
+/// a container's own cgroup below it.
+const MAX_PATH: usize = 2048;
 
 #[cfg(test)]
 mod tests {

@@ -73,6 +73,14 @@ pub fn remove_dir_all_if_exists(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// `remove_file` that treats a missing file as done.
+pub fn remove_file_if_exists(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Detaches whatever is mounted on `path` (lazily, so a busy mount cannot wedge teardown).
 /// Not mounted, or missing, counts as done.
 pub fn unmount_if_mounted(path: &Path) -> std::io::Result<()> {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod config;
 pub mod cri;
+pub mod heap;
 pub mod import_dir;
 pub mod kube;
 pub mod run_options;

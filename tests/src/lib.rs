@@ -18,6 +18,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod bridge;
 pub mod faultproxy;
+mod footprint;
+pub use footprint::{Footprint, footprint};
 pub mod kubeapi;
 
 /// Stretches a test time limit by E2E_TIMEOUT_SCALE (e.g. 10 under qemu's software
@@ -165,6 +167,7 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
+#[derive(Clone)]
 pub struct Cri {
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
@@ -687,6 +690,24 @@ impl Cri {
             .into_inner()
             .status
             .context("no status")
+    }
+
+    /// The host pid of a container's init, from ContainerStatus's verbose info.
+    pub async fn container_pid(&mut self, id: &str) -> anyhow::Result<i32> {
+        let st = self
+            .rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await?
+            .into_inner();
+        let info: serde_json::Value =
+            serde_json::from_str(st.info.get("info").context("no verbose info")?)?;
+        info["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+            .context("no pid in the verbose info")
     }
 
     pub async fn stop(&mut self, id: &str, timeout: i64) -> anyhow::Result<()> {

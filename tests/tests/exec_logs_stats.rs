@@ -153,6 +153,73 @@ async fn exec_sync_runs_as_the_container_and_honours_timeouts_and_caps() {
     d.shutdown().await;
 }
 
+/// A command that is not in the image is the caller's mistake (InvalidArgument naming it),
+/// at CreateContainer and at ExecSync, and failing probes cost the monitor nothing: libcontainer
+/// leaves its channel sockets open when it cannot exec, and the monitor closes them.
+#[tokio::test]
+async fn a_command_missing_from_the_image_is_invalid_argument_and_leaks_nothing() {
+    let PodFixture {
+        d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("nocmd").await;
+    let missing = c
+        .create(
+            &pod,
+            &pc,
+            container_config("missing", &image, &["no-such-tool"]),
+        )
+        .await
+        .unwrap_err()
+        .downcast::<tonic::Status>()
+        .unwrap();
+    assert_eq!(missing.code(), Code::InvalidArgument, "{missing:?}");
+    assert!(
+        missing.message().contains("no-such-tool"),
+        "{}",
+        missing.message()
+    );
+
+    let id = c
+        .run(
+            &pod,
+            &pc,
+            container_config("target", &image, &["sleep", "600"]),
+        )
+        .await
+        .unwrap();
+    let pid = c.container_pid(&id).await.unwrap();
+    let monitor: i32 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse().unwrap()))
+        .unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{monitor}/fd"))
+            .unwrap()
+            .count()
+    };
+    // One failing exec first, so whatever a first exec sets up for good is in the baseline.
+    let _ = c.exec(&id, &["no-such-probe"], 5).await;
+    let before = fds();
+    for _ in 0..20 {
+        let e = c.exec(&id, &["no-such-probe"], 5).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("no-such-probe"), "{}", e.message());
+    }
+    assert_eq!(
+        fds(),
+        before,
+        "the monitor's descriptors after 20 failed execs"
+    );
+    // And the container still execs.
+    let ok = c.exec(&id, &["echo", "fine"], 5).await.unwrap();
+    assert_eq!(text(&ok.stdout).trim(), "fine");
+    d.shutdown().await;
+}
+
 #[tokio::test]
 async fn long_lines_are_split_and_rotation_loses_nothing() {
     let PodFixture {

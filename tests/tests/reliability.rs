@@ -1,5 +1,6 @@
-//! Reliability under faults, load and hostile input: crustd killed with SIGKILL at random
-//! points, a simulated reboot, many clients at once, churn, a full disk, hostile requests.
+//! Reliability under faults and load: crustd killed with SIGKILL at random points and stopped
+//! with SIGTERM under load, a simulated reboot, many clients at once, churn, a full disk.
+//! Hostile input has its own property test, fuzz.rs.
 //! These are the short versions; `scripts/stress.sh` runs them long (CRUST_STRESS_* below).
 
 use std::collections::BTreeSet;
@@ -7,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crust_e2e::bridge::{Bridge, network_ready};
-use crust_e2e::{Cri, Daemon, PodFixture, container_config, cri, eventually, pod_config, registry};
+use crust_e2e::{
+    Cri, Daemon, PodFixture, container_config, cri, eventually, footprint, pod_config, registry,
+};
 use rand::Rng;
 use tonic::Code;
 
@@ -19,69 +22,6 @@ fn scale(var: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// What a daemon has on the machine besides its records: mounts under its dirs (the pods'
-/// netns pins among them), cgroups under its parent, monitor processes, and on its pod network
-/// the veths on the bridge and the addresses host-local has leased.
-#[derive(Debug, PartialEq, Eq)]
-struct Footprint {
-    mounts: BTreeSet<String>,
-    cgroups: BTreeSet<String>,
-    monitors: usize,
-    veths: Vec<String>,
-    leases: Vec<String>,
-}
-
-fn footprint(d: &Daemon, net: &Bridge) -> Footprint {
-    let base = d.dir.path().display().to_string();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&base))
-        .collect();
-    let mut cgroups = BTreeSet::new();
-    for m in crust_e2e::cgroup_mounts() {
-        let root = m.join(d.cgroup_root.trim_start_matches('/'));
-        for e in walkdirs(&root) {
-            cgroups.insert(e.strip_prefix(&m).unwrap().display().to_string());
-        }
-    }
-    let state = d.state.display().to_string();
-    let monitors = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| {
-            let c = String::from_utf8_lossy(c);
-            c.starts_with("crust-monitor") && c.contains(&state)
-        })
-        .count();
-    Footprint {
-        mounts,
-        cgroups,
-        monitors,
-        veths: net.veths(),
-        leases: net.leases(),
-    }
-}
-
-/// Directories below `root` (not `root` itself).
-fn walkdirs(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if let Ok(rd) = std::fs::read_dir(&d) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    out.push(e.path());
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Every pod and container the daemon lists answers its status call, and every container's
@@ -140,7 +80,7 @@ async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orpha
     let mut c = d.cri().await.unwrap();
     assert!(network_ready(&mut c).await);
     c.pull(&image).await.unwrap();
-    let empty = footprint(&d, &net);
+    let empty = footprint(&d, Some(&net));
     // The kills land anywhere in a pod's life (and the pull after it): time one first.
     let t0 = std::time::Instant::now();
     pod_life(&mut c, &d.logs.clone(), "timing", &image)
@@ -190,11 +130,11 @@ async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orpha
                 .await
                 .unwrap();
         }
-        let settled = eventually(LONG, || async { footprint(&d, &net) == empty }).await;
+        let settled = eventually(LONG, || async { footprint(&d, Some(&net)) == empty }).await;
         assert!(
             settled,
             "round {round}: left behind {:?} (started with {empty:?})",
-            footprint(&d, &net)
+            footprint(&d, Some(&net))
         );
     }
     let mut c = d.cri().await.unwrap();
@@ -208,6 +148,128 @@ async fn sigkill_at_random_points_leaves_objects_whole_or_gone_and_nothing_orpha
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(partial.is_empty(), "partial downloads left: {partial:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_finishes_calls_in_flight_and_leaves_containers_running() {
+    let mut d = Daemon::start().await.unwrap();
+    let net = Bridge::new(&d);
+    let image = registry().busybox();
+    let mut c = d.cri().await.unwrap();
+    c.pull(&image).await.unwrap();
+    let empty = footprint(&d, Some(&net));
+    let pc = pod_config("steady", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let keeper = c
+        .run(
+            &pod,
+            &pc,
+            container_config("keeper", &image, &["sleep", "600"]),
+        )
+        .await
+        .unwrap();
+    let keeper_pid = c.container_pid(&keeper).await.unwrap();
+    // Ignores SIGTERM, so stopping it takes the whole grace period.
+    let stubborn = c
+        .run(
+            &pod,
+            &pc,
+            container_config(
+                "stubborn",
+                &image,
+                &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+            ),
+        )
+        .await
+        .unwrap();
+
+    // Load: clients running pods through their whole lives until the daemon stops answering.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let lives = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut load = tokio::task::JoinSet::new();
+    for w in 0..scale("CRUST_STRESS_TERM_CLIENTS", 6) {
+        let mut c = d.cri().await.unwrap();
+        let (logs, image) = (d.logs.clone(), image.clone());
+        let (stop, lives) = (stop.clone(), lives.clone());
+        load.spawn(async move {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = pod_life(&mut c, &logs, &format!("load{w}-{i}"), &image).await {
+                    return Some(e.downcast::<tonic::Status>().expect("a gRPC status"));
+                }
+                lives.fetch_add(1, Ordering::Relaxed);
+            }
+            None
+        });
+    }
+    // The load is under way: some pods have been through their whole lives.
+    assert!(eventually(LONG, || async { lives.load(Ordering::Relaxed) >= 3 }).await);
+    // Calls in flight when SIGTERM comes: a stop with a 3 s grace period and a 2 s exec.
+    let mut c1 = d.cri().await.unwrap();
+    let (stubborn1, keeper1) = (stubborn.clone(), keeper.clone());
+    let stopping = tokio::spawn(async move { c1.stop(&stubborn1, 3).await });
+    let mut c2 = d.cri().await.unwrap();
+    let execing = tokio::spawn(async move {
+        c2.rt
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: keeper1,
+                cmd: vec!["sh".into(), "-c".into(), "sleep 2; echo finished".into()],
+                timeout: 0,
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let code = tokio::task::block_in_place(|| d.terminate());
+    assert_eq!(code, Some(0), "crustd's exit after SIGTERM");
+    stop.store(true, Ordering::Relaxed);
+
+    stopping
+        .await
+        .unwrap()
+        .expect("the StopContainer in flight finished");
+    let exec = execing
+        .await
+        .unwrap()
+        .expect("the ExecSync in flight finished")
+        .into_inner();
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "finished");
+    // The load's calls either completed or were turned away whole: no call was cut short.
+    while let Some(r) = load.join_next().await {
+        if let Some(s) = r.unwrap() {
+            assert!(
+                matches!(s.code(), Code::Unavailable | Code::Cancelled),
+                "a call during shutdown: {s:?}"
+            );
+        }
+    }
+    // Containers outlive the daemon.
+    // SAFETY: kill(pid, 0) only checks that the process exists.
+    assert_eq!(
+        unsafe { libc::kill(keeper_pid, 0) },
+        0,
+        "keeper died with crustd"
+    );
+
+    d.spawn().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    assert_consistent(&mut c).await;
+    let st = c.status(&keeper).await.unwrap();
+    assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
+    assert_eq!(c.container_pid(&keeper).await.unwrap(), keeper_pid);
+    let st = c.status(&stubborn).await.unwrap();
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, 137, "killed after its grace period");
+    println!(
+        "SIGTERM under load: {} pod lives completed by the load",
+        lives.load(Ordering::Relaxed)
+    );
+    remove_all_pods(&mut c).await;
+    let settled = eventually(LONG, || async { footprint(&d, Some(&net)) == empty }).await;
+    assert!(settled, "left behind: {:?}", footprint(&d, Some(&net)));
     d.shutdown().await;
 }
 
@@ -294,7 +356,7 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
     let threads = || status("Threads:");
     // Warm up the daemon's pools and caches before taking the baseline.
     pod_life(&mut c, &d.logs, "warm", &image).await.unwrap();
-    let (empty, fds0, rss0, threads0) = (footprint(&d, &net), fds(), rss(), threads());
+    let (empty, fds0, rss0, threads0) = (footprint(&d, Some(&net)), fds(), rss(), threads());
 
     // N clients, each on its own connection, start a pod with a container at the same time.
     let n = scale("CRUST_STRESS_CONCURRENT", 50);
@@ -328,7 +390,7 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
         let ps = c.pod_status(pod).await.unwrap();
         assert_eq!(ps.metadata.unwrap().name, *name);
     }
-    let busy = footprint(&d, &net);
+    let busy = footprint(&d, Some(&net));
     assert_eq!(
         (busy.monitors, busy.veths.len(), busy.leases.len()),
         (n, n, n),
@@ -353,11 +415,11 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
             .await
             .unwrap();
     }
-    let settled = eventually(LONG, || async { footprint(&d, &net) == empty }).await;
+    let settled = eventually(LONG, || async { footprint(&d, Some(&net)) == empty }).await;
     assert!(
         settled,
         "left behind: {:?} vs {empty:?}",
-        footprint(&d, &net)
+        footprint(&d, Some(&net))
     );
     // The daemon's own descriptors are back where they were (a few for connections in
     // flight may come and go).
@@ -371,7 +433,7 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
         rss(),
         threads(),
         empty.veths.len() + empty.leases.len(),
-        footprint(&d, &net).veths.len() + footprint(&d, &net).leases.len(),
+        footprint(&d, Some(&net)).veths.len() + footprint(&d, Some(&net)).leases.len(),
     );
     d.shutdown().await;
 }
@@ -524,178 +586,6 @@ async fn a_full_disk_fails_pulls_and_creates_cleanly_and_recovers() {
 
 /// Random and hostile requests for every CRI call that takes input: each answers a clean
 /// status naming what was wrong, the daemon never falls over, and no state is left behind.
-#[tokio::test(flavor = "multi_thread")]
-async fn hostile_requests_get_clean_errors_and_leave_no_state() {
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.cri().await.unwrap();
-    let image = registry().busybox();
-    c.pull(&image).await.unwrap();
-    let mut rng = rand::rng();
-    let hostile = |rng: &mut rand::rngs::ThreadRng| -> String {
-        match rng.random_range(0..9) {
-            0 => String::new(),
-            1 => "../../../../etc/passwd".into(),
-            2 => "/etc/shadow".into(),
-            3 => "x".repeat(rng.random_range(256..300_000)),
-            4 => "\u{0}nul\u{0}".into(),
-            5 => "ünï©ødé/💥".into(),
-            6 => format!("{:x}", rng.random::<u128>()),
-            7 => "a/../../b".into(),
-            _ => " ".into(),
-        }
-    };
-    let allowed = [
-        Code::InvalidArgument,
-        Code::NotFound,
-        Code::AlreadyExists,
-        Code::FailedPrecondition,
-        Code::Unimplemented,
-        Code::OutOfRange,
-    ];
-    let check = |what: &str, r: Result<(), tonic::Status>| {
-        if let Err(s) = r {
-            assert!(
-                allowed.contains(&s.code()),
-                "{what}: {:?} {}",
-                s.code(),
-                s.message()
-            );
-            assert!(
-                !s.message().is_empty(),
-                "{what}: an error without a message"
-            );
-        }
-    };
-    let pc = pod_config("target", &d.logs);
-    let real_pod = c.run_pod(&pc).await.unwrap();
-    let rounds = scale("CRUST_STRESS_FUZZ", 40);
-    for _ in 0..rounds {
-        let s = hostile(&mut rng);
-        let r =
-            c.rt.container_status(cri::ContainerStatusRequest {
-                container_id: s.clone(),
-                verbose: rng.random(),
-            })
-            .await
-            .map(drop);
-        check("ContainerStatus", r);
-        let r =
-            c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: s.clone(),
-                verbose: true,
-            })
-            .await
-            .map(drop);
-        check("PodSandboxStatus", r);
-        let r =
-            c.rt.stop_container(cri::StopContainerRequest {
-                container_id: s.clone(),
-                timeout: rng.random_range(-5..5),
-            })
-            .await
-            .map(drop);
-        check("StopContainer", r);
-        let r =
-            c.rt.exec_sync(cri::ExecSyncRequest {
-                container_id: s.clone(),
-                cmd: vec![hostile(&mut rng)],
-                timeout: rng.random_range(-1..2),
-            })
-            .await
-            .map(drop);
-        check("ExecSync", r);
-        let r = c
-            .img
-            .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: hostile(&mut rng),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .map(drop);
-        // A name that parses but is not there is a registry answer, not bad input.
-        if let Err(s) = &r
-            && matches!(s.code(), Code::Unavailable | Code::Unauthenticated)
-        {
-        } else {
-            check("PullImage", r);
-        }
-        // A pod with hostile names, paths and enum values.
-        let mut bad = pod_config(&format!("p{}", rng.random::<u32>()), &d.logs);
-        match rng.random_range(0..5) {
-            0 => bad.metadata.as_mut().unwrap().name = hostile(&mut rng),
-            1 => bad.log_directory = hostile(&mut rng),
-            2 => {
-                let ns = crust_e2e::pod_namespaces(&mut bad);
-                ns.network = rng.random_range(3..1000);
-            }
-            3 => {
-                bad.port_mappings = vec![cri::PortMapping {
-                    protocol: rng.random_range(3..100),
-                    container_port: rng.random_range(-5..70_000),
-                    host_port: rng.random_range(-5..70_000),
-                    host_ip: hostile(&mut rng),
-                }]
-            }
-            _ => bad.hostname = hostile(&mut rng),
-        }
-        match c.run_pod(&bad).await {
-            Ok(pod) => {
-                // Accepted: it must then be a whole pod that goes away cleanly.
-                c.remove_pod(&pod).await.unwrap();
-            }
-            Err(e) => check(
-                "RunPodSandbox",
-                Err(e.downcast::<tonic::Status>().expect("a gRPC status")),
-            ),
-        }
-        // A container with hostile log and mount paths in the real pod.
-        let mut cfg = container_config(&format!("c{}", rng.random::<u32>()), &image, &["true"]);
-        match rng.random_range(0..4) {
-            0 => cfg.log_path = hostile(&mut rng),
-            1 => {
-                cfg.mounts = vec![cri::Mount {
-                    container_path: hostile(&mut rng),
-                    host_path: hostile(&mut rng),
-                    ..Default::default()
-                }]
-            }
-            2 => cfg.working_dir = hostile(&mut rng),
-            _ => cfg.metadata.as_mut().unwrap().name = hostile(&mut rng),
-        }
-        match c.create(&real_pod, &pc, cfg).await {
-            Ok(id) => {
-                c.rt.remove_container(cri::RemoveContainerRequest { container_id: id })
-                    .await
-                    .unwrap();
-            }
-            Err(e) => check(
-                "CreateContainer",
-                Err(e.downcast::<tonic::Status>().expect("a gRPC status")),
-            ),
-        }
-    }
-    // The same name and attempt twice is AlreadyExists, for pods and containers.
-    let again = c.run_pod(&pc).await.unwrap_err();
-    assert_eq!(
-        again.downcast_ref::<tonic::Status>().map(|s| s.code()),
-        Some(Code::AlreadyExists)
-    );
-    // Still serving, and only the real pod is there.
-    c.rt.version(cri::VersionRequest::default()).await.unwrap();
-    let pods = c.list_pods().await.unwrap();
-    assert_eq!(pods.len(), 1, "{pods:?}");
-    let ctrs = c
-        .list_containers(cri::ContainerFilter::default())
-        .await
-        .unwrap();
-    assert!(ctrs.is_empty(), "{ctrs:?}");
-    assert_consistent(&mut c).await;
-    d.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_working_dir_is_made_and_a_file_in_its_way_is_refused() {
     let PodFixture {

@@ -49,18 +49,7 @@ async fn containers_survive_a_daemon_kill_and_exits_are_not_lost() {
         )
         .await
         .unwrap();
-    let ticker_pid = {
-        let st =
-            c.rt.container_status(cri::ContainerStatusRequest {
-                container_id: ticker.clone(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
-        info["pid"].as_i64().unwrap() as i32
-    };
+    let ticker_pid = c.container_pid(&ticker).await.unwrap();
     let log = c.status(&ticker).await.unwrap().log_path;
     drop(c);
 

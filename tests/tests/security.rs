@@ -814,16 +814,7 @@ async fn workdir_through_leaked_fds_does_not_escape() {
         let Ok(id) = c.run(&pod, &pc, cfg).await else {
             continue; // refused: nothing escaped
         };
-        let st =
-            c.rt.container_status(cri::ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
-        let pid = info["pid"].as_i64().unwrap();
+        let pid = c.container_pid(&id).await.unwrap();
         if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) {
             started += 1;
             assert!(

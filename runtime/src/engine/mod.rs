@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crust_proto::cri;
-use crust_proto::monitor::{CreateRequest, EXIT_FILE, ErrorKind, ExitRecord, Reply, Request};
+use crust_proto::monitor::{CreateRequest, ErrorKind, ExitRecord, Reply, Request};
 
 use crate::cgroups::Hierarchy;
 use crate::container::{rootfs, spec, user};
@@ -20,7 +20,10 @@ use crate::store::{
 };
 use crate::{fsutil, ids, now_nanos, pod};
 
+mod exits;
+mod monitor_cgroup;
 mod streams;
+mod usage;
 pub use streams::{AttachSession, ExecSession};
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,8 @@ pub struct Engine {
     pod_cidr: std::sync::Mutex<String>,
     /// Last CPU sample per container, to turn cumulative usage into a rate.
     cpu_samples: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
+    /// Writable-layer usage per container as last measured (see usage.rs).
+    layer_usage: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 /// A lifecycle change of a container, or of a pod sandbox (then `container_id` is the pod id,
@@ -150,6 +155,10 @@ fn monitor_err(e: MonitorError) -> Error {
             kind: ErrorKind::InvalidState,
             message,
         } => Error::FailedPrecondition(message),
+        MonitorError::Remote {
+            kind: ErrorKind::InvalidArgument,
+            message,
+        } => Error::InvalidArgument(message),
         other => Error::Monitor(other),
     }
 }
@@ -160,7 +169,7 @@ impl Engine {
             &cfg.root,
             &cfg.state,
             &cfg.state.join("pods"),
-            &cfg.state.join("containers"),
+            &cfg.state.join("exits"),
         ] {
             fsutil::ensure_private_dir(d).ctx(|| format!("create {}", d.display()))?;
         }
@@ -184,7 +193,9 @@ impl Engine {
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             pod_cidr: std::sync::Mutex::new(String::new()),
             cpu_samples: std::sync::Mutex::new(std::collections::HashMap::new()),
+            layer_usage: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
+        engine.make_monitors_cgroup();
         Ok(engine)
     }
 
@@ -258,7 +269,7 @@ impl Engine {
             tracing::warn!(container = %id, "undoing a CreateContainer the daemon did not finish");
             let _ = rootfs::unmount(&rootfs::RootfsDirs::in_bundle(&dir.path()));
             let _ = fsutil::remove_dir_all_if_exists(&dir.path());
-            let _ = fsutil::remove_dir_all_if_exists(&self.exit_dir(&id));
+            let _ = fsutil::remove_file_if_exists(&self.exit_file(&id));
         }
     }
 
@@ -317,7 +328,8 @@ impl Engine {
             .pod(&id)
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
         let mut p = pod.lock().await;
-        let linux = p.config.linux.get_or_insert_with(Default::default);
+        // Worked out on a copy: a refused limit leaves the record as it was.
+        let mut linux = p.config.linux.clone().unwrap_or_default();
         if overhead.is_some() {
             linux.overhead = overhead;
         }
@@ -325,11 +337,13 @@ impl Engine {
             linux.resources = resources;
         }
         let limits = pod_limits(linux.resources.as_ref(), linux.overhead.as_ref());
+        check_memory_limit("resources plus overhead", limits.memory.unwrap_or(0))?;
         if p.owns_cgroup && p.state == PodState::Ready && limits != Default::default() {
             self.hierarchy
                 .set_limits(&p.cgroup_path, &limits)
-                .ctx(|| format!("limit pod cgroup {}", p.cgroup_path))?;
+                .map_err(|e| limit_error(&format!("limit pod cgroup {}", p.cgroup_path), e))?;
         }
+        p.config.linux = Some(linux);
         self.store.save_pod(&p)
     }
 
@@ -358,6 +372,7 @@ impl Engine {
                 )));
             }
         };
+        check_memory_limit("linux", res.memory_limit_in_bytes)?;
         for (k, v) in &res.unified {
             crate::cgroups::validate_unified(k, v)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -375,10 +390,7 @@ impl Engine {
         let path = self.cfg.cgroup_driver.container_cgroup(&pod_cgroup, &c.id);
         self.hierarchy
             .set_limits(&path, &limits)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
-                _ => Error::io(format!("update cgroup {path}"), e),
-            })?;
+            .map_err(|e| limit_error(&format!("update cgroup {path}"), e))?;
         c.config
             .linux
             .get_or_insert_with(Default::default)
@@ -432,26 +444,17 @@ impl Engine {
         self.emit(EventKind::Stopped, &c.id, &c.pod_id);
     }
 
-    /// Notices containers that exited on their own, so events and statuses follow promptly
-    /// (the monitor records exits in files; this turns them into state changes).
-    pub async fn watch_exits(self: std::sync::Arc<Self>, every: Duration) {
-        loop {
-            tokio::time::sleep(every).await;
-            for c in self.store.all_containers() {
-                // A container busy in another call is refreshed by that call.
-                if let Ok(mut c) = c.try_lock() {
-                    self.refresh(&mut c);
-                }
-            }
-        }
-    }
-
     pub fn pod_dir(&self, id: &str) -> PathBuf {
         self.cfg.state.join("pods").join(id)
     }
 
-    fn exit_dir(&self, id: &str) -> PathBuf {
-        self.cfg.state.join("containers").join(id)
+    /// Where monitors record exits: one dir for all, so one inotify watch sees them all.
+    fn exits_dir(&self) -> PathBuf {
+        self.cfg.state.join("exits")
+    }
+
+    fn exit_file(&self, id: &str) -> PathBuf {
+        self.exits_dir().join(format!("{id}.json"))
     }
 
     // ---------------------------------------------------------------- images
@@ -633,10 +636,16 @@ impl Engine {
             && let Some(l) = &rec.config.linux
         {
             let limits = pod_limits(l.resources.as_ref(), l.overhead.as_ref());
+            check_memory_limit(
+                "config.linux resources plus overhead",
+                limits.memory.unwrap_or(0),
+            )?;
             if limits != Default::default() {
                 self.hierarchy
                     .set_limits(&rec.cgroup_path, &limits)
-                    .ctx(|| format!("limit pod cgroup {}", rec.cgroup_path))?;
+                    .map_err(|e| {
+                        limit_error(&format!("limit pod cgroup {}", rec.cgroup_path), e)
+                    })?;
             }
         }
         rec.monitor_pid = self
@@ -645,6 +654,7 @@ impl Engine {
             .spawn(&rec.id, &dir, &rec.hostname, &rec.namespaces)
             .instrument(tracing::info_span!("monitor.spawn"))
             .await?;
+        self.place_monitor(&rec.id, rec.monitor_pid);
         if !rec.host_network() {
             self.network_add(rec).await?;
         }
@@ -881,10 +891,9 @@ impl Engine {
         out
     }
 
-    /// The pod's pinned network namespace path (for status and CNI).
     /// Bytes and inodes of all containers' writable layers and image volumes (never their
     /// mounted rootfs, which is image content), with the directory holding them.
-    pub fn containers_usage(&self) -> (PathBuf, (u64, u64)) {
+    pub fn writable_layers_usage(&self) -> (PathBuf, (u64, u64)) {
         let root = self.store.containers_root().to_path_buf();
         let mut total = (0, 0);
         if let Ok(rd) = std::fs::read_dir(&root) {
@@ -899,6 +908,7 @@ impl Engine {
         (root, total)
     }
 
+    /// The pod's pinned network namespace path (for status and CNI).
     pub fn netns_path(&self, pod_id: &str) -> PathBuf {
         crate::monitor::pin::ns_path(&self.pod_dir(pod_id), "net")
     }
@@ -929,6 +939,9 @@ impl Engine {
             ));
         }
         no_nul_in_container(&config)?;
+        if let Some(r) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+            check_memory_limit("config.linux.resources", r.memory_limit_in_bytes)?;
+        }
         let image_name = config
             .image
             .as_ref()
@@ -942,6 +955,9 @@ impl Engine {
         let image = self.images.resolve(&image_name)?.ok_or_else(|| {
             Error::NotFound(format!("image {image_name:?} not found; pull it first"))
         })?;
+        // Early, so the kernel's cgroup-migration lock is ready when libcontainer moves the
+        // container (monitor_cgroup.rs).
+        self.place_monitor(&pod.id, pod.monitor_pid);
         let pod_meta = pod.config.metadata.clone().unwrap_or_default();
         let log_dir = sandbox_config
             .map(|s| s.log_directory.clone())
@@ -1016,7 +1032,7 @@ impl Engine {
                 let dirs = rootfs::RootfsDirs::in_bundle(&bundle);
                 let _ = rootfs::unmount(&dirs);
                 let _ = fsutil::remove_dir_all_if_exists(&bundle);
-                let _ = fsutil::remove_dir_all_if_exists(&self.exit_dir(&id));
+                let _ = fsutil::remove_file_if_exists(&self.exit_file(&id));
                 self.store.release_name(&key, &id);
                 Err(e)
             }
@@ -1031,8 +1047,6 @@ impl Engine {
         bundle: &Path,
     ) -> Result<()> {
         fsutil::ensure_private_dir(bundle).ctx(|| format!("create {}", bundle.display()))?;
-        let exit_dir = self.exit_dir(&rec.id);
-        fsutil::ensure_private_dir(&exit_dir).ctx(|| format!("create {}", exit_dir.display()))?;
         let dirs = rootfs::RootfsDirs::in_bundle(bundle);
         let lowers: Vec<PathBuf> = image
             .chain_ids
@@ -1149,7 +1163,7 @@ impl Engine {
                 id: rec.id.clone(),
                 bundle: bundle.display().to_string(),
                 log_path: rec.log_path.clone(),
-                exit_dir: exit_dir.display().to_string(),
+                exit_file: self.exit_file(&rec.id).display().to_string(),
                 tty: rec.config.tty,
                 stdin: rec.config.stdin,
                 stdin_once: rec.config.stdin_once,
@@ -1255,9 +1269,7 @@ impl Engine {
         if c.state != ContainerState::Running {
             return;
         }
-        if let Ok(Some(exit)) =
-            fsutil::read_json::<ExitRecord>(&self.exit_dir(&c.id).join(EXIT_FILE))
-        {
+        if let Ok(Some(exit)) = fsutil::read_json::<ExitRecord>(&self.exit_file(&c.id)) {
             self.mark_exited(c, &exit);
             if let Err(e) = self.store.save_container(c) {
                 tracing::warn!(id = %c.id, err = %e, "cannot persist exit");
@@ -1333,7 +1345,8 @@ impl Engine {
         let bundle = self.store.container_dir(&c.id);
         rootfs::unmount(&rootfs::RootfsDirs::in_bundle(&bundle))?;
         fsutil::remove_dir_all_if_exists(&bundle).ctx(|| format!("remove {}", bundle.display()))?;
-        let _ = fsutil::remove_dir_all_if_exists(&self.exit_dir(&c.id));
+        let _ = fsutil::remove_file_if_exists(&self.exit_file(&c.id));
+        self.forget_usage(&c.id);
         self.store
             .containers
             .write()
@@ -1360,35 +1373,14 @@ impl Engine {
 
     /// What `pick` makes of each container (oldest first), for the ones it keeps; each record
     /// is looked at under its lock and never copied whole (lists run every second on a busy
-    /// node).
+    /// node). Records are as the exit watcher keeps them: no exit file is read per container.
     pub async fn select_containers<T>(
         &self,
-        pick: impl FnMut(&ContainerRecord) -> Option<T>,
-    ) -> Vec<T> {
-        self.select(true, pick).await
-    }
-
-    /// [`Engine::select_containers`] as the exit watcher last saw them (at most its period
-    /// behind, 200 ms): no exit record is read per container. For ListContainers, which
-    /// kubelet calls every second and follows with a status call for what changed.
-    pub async fn select_containers_as_watched<T>(
-        &self,
-        pick: impl FnMut(&ContainerRecord) -> Option<T>,
-    ) -> Vec<T> {
-        self.select(false, pick).await
-    }
-
-    async fn select<T>(
-        &self,
-        fresh: bool,
         mut pick: impl FnMut(&ContainerRecord) -> Option<T>,
     ) -> Vec<T> {
         let mut out = Vec::new();
         for c in self.store.all_containers() {
-            let mut c = c.lock().await;
-            if fresh {
-                self.refresh(&mut c);
-            }
+            let c = c.lock().await;
             if let Some(v) = pick(&c) {
                 out.push((c.created_at, v));
             }
@@ -1465,99 +1457,30 @@ impl Engine {
         .map_err(monitor_err)?;
         Ok(())
     }
+}
 
-    /// Resource usage of a pod: its cgroup (all its containers), process count, the network
-    /// interfaces of its namespace (read through a running container's /proc), and per
-    /// running container usage.
-    pub async fn pod_usage(&self, id: &str) -> Result<(PodRecord, PodUsage)> {
-        let pod = self.pod(id).await?;
-        let timestamp = now_nanos();
-        let cgroup = self.hierarchy.stats(&pod.cgroup_path);
-        let nano_cores = self.cpu_rate(&format!("pod:{}", pod.id), timestamp, cgroup.cpu_usage_ns);
-        let mut containers = Vec::new();
-        let running = self
-            .select_containers(|c| {
-                (c.pod_id == pod.id && c.state == ContainerState::Running).then(|| c.id.clone())
-            })
-            .await;
-        for id in running {
-            if let Ok(u) = self.container_usage(&id).await {
-                containers.push(u);
-            }
-        }
-        let interfaces = if pod.host_network() {
-            vec![]
-        } else {
-            containers
-                .iter()
-                .find_map(|(c, _)| std::fs::read_to_string(format!("/proc/{}/net/dev", c.pid)).ok())
-                .map(|t| {
-                    parse_net_dev(&t)
-                        .into_iter()
-                        .filter(|i| i.0 != "lo")
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let usage = PodUsage {
-            timestamp,
-            process_count: self.hierarchy.process_count(&pod.cgroup_path),
-            cgroup,
-            nano_cores,
-            interfaces,
-            containers,
-        };
-        Ok((pod, usage))
+/// The smallest container memory limit accepted (Docker's minimum too): below it a container's
+/// init is OOM-killed while it starts, which libcontainer can only report as a broken channel.
+const MIN_MEMORY_LIMIT: i64 = 6 << 20;
+
+fn check_memory_limit(field: &str, limit: i64) -> Result<()> {
+    if limit > 0 && limit < MIN_MEMORY_LIMIT {
+        return Err(Error::InvalidArgument(format!(
+            "{field}.memory_limit_in_bytes {limit} is below the minimum of {MIN_MEMORY_LIMIT} bytes"
+        )));
     }
+    Ok(())
+}
 
-    /// CPU rate in nanocores since the previous sample under `key` (None on the first).
-    fn cpu_rate(&self, key: &str, timestamp: i64, usage_ns: u64) -> Option<u64> {
-        let mut samples = self.cpu_samples.lock().expect("cpu samples lock");
-        let prev = samples.insert(key.to_string(), (timestamp, usage_ns));
-        prev.and_then(|(t, u)| {
-            let dt = timestamp.saturating_sub(t);
-            (dt > 0 && usage_ns >= u)
-                .then(|| ((usage_ns - u) as u128 * 1_000_000_000 / dt as u128) as u64)
-        })
-    }
-
-    /// Resource usage of a container from its cgroup and writable layer.
-    pub async fn container_usage(&self, id: &str) -> Result<(ContainerRecord, ContainerUsage)> {
-        let rec = self.container(id).await?;
-        let pod_cgroup = match self.store.pod(&rec.pod_id) {
-            Some(p) => p.lock().await.cgroup_path.clone(),
-            None => {
-                return Err(Error::NotFound(format!(
-                    "pod sandbox {} not found",
-                    rec.pod_id
-                )));
-            }
-        };
-        let timestamp = now_nanos();
-        let cgroup = if rec.state == ContainerState::Running {
-            self.hierarchy.stats(
-                &self
-                    .cfg
-                    .cgroup_driver
-                    .container_cgroup(&pod_cgroup, &rec.id),
-            )
-        } else {
-            Default::default()
-        };
-        let nano_cores = self.cpu_rate(&rec.id, timestamp, cgroup.cpu_usage_ns);
-        let upper = self.store.container_dir(&rec.id).join("upper");
-        let (writable_bytes, writable_inodes) = crate::image::unpack::disk_usage(&upper);
-        Ok((
-            rec,
-            ContainerUsage {
-                timestamp,
-                cgroup,
-                nano_cores,
-                writable_bytes,
-                writable_inodes,
-                writable_mountpoint: self.cfg.root.join("containers").display().to_string(),
-            },
-        ))
+/// A limit the kernel refused as out of range (EINVAL) is the caller's value; one below what
+/// the cgroup already uses (EBUSY) cannot be set now; anything else failed.
+fn limit_error(what: &str, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput => Error::InvalidArgument(format!("{what}: {e}")),
+        std::io::ErrorKind::ResourceBusy => Error::FailedPrecondition(format!(
+            "{what}: {e} (a memory limit below what the cgroup already uses)"
+        )),
+        _ => Error::io(what.to_string(), e),
     }
 }
 

@@ -24,7 +24,7 @@ type Started = (
     Vec<OwnedFd>,
     tokio::sync::oneshot::Receiver<monitor::ExitRecord>,
 );
-use super::server::{Monitor, err, thread_count};
+use super::server::{Monitor, err, failure_kind, thread_count};
 
 impl Monitor {
     pub(super) async fn exec_stream(
@@ -97,7 +97,7 @@ impl Monitor {
             c.bundle.clone()
         };
         if cmd.is_empty() {
-            return Err(err(ErrorKind::Failed, "exec needs a command"));
+            return Err(err(ErrorKind::InvalidArgument, "exec needs a command"));
         }
         if thread_count() != 1 {
             return Err(err(
@@ -145,7 +145,7 @@ impl Monitor {
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_executor(DefaultExecutor {})
             .with_root_path(&self.lc_root)
-            .map_err(|e| err(ErrorKind::Failed, format!("exec in container {id}: {e}")))?;
+            .map_err(|e| err(failure_kind(&e), format!("exec in container {id}: {e}")))?;
         let console = if tty {
             Some(
                 super::console::ConsoleSocket::bind(&self.dir, &crate::ids::new_id())
@@ -177,13 +177,15 @@ impl Monitor {
                 .with_stdout(out_w)
                 .with_stderr(err_w)
         };
-        let pid = builder
-            .as_tenant()
-            .with_process(Some(process_file))
-            .with_detach(true)
-            .build()
-            .map_err(|e| err(ErrorKind::Failed, format!("exec in container {id}: {e}")))?
-            .as_raw();
+        let pid = super::fds::closing_leaks_on_failure(|| {
+            builder
+                .as_tenant()
+                .with_process(Some(process_file))
+                .with_detach(true)
+                .build()
+        })
+        .map_err(|e| err(failure_kind(&e), format!("exec in container {id}: {e}")))?
+        .as_raw();
         // Registered before anything yields, so the reaper cannot miss the exit.
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.execs.borrow_mut().insert(pid, tx);

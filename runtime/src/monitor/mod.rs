@@ -17,6 +17,7 @@ pub mod client;
 pub mod console;
 pub mod exec;
 pub mod exec_stream;
+mod fds;
 pub mod log_writer;
 pub mod oom;
 pub mod pin;

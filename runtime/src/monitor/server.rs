@@ -50,7 +50,7 @@ type SharedLog = Rc<RefCell<Option<File>>>;
 pub(super) struct Ctr {
     pub(super) pid: i32,
     pub(super) exit: watch::Sender<Option<ExitRecord>>,
-    exit_dir: PathBuf,
+    exit_file: PathBuf,
     pumps: Vec<tokio::task::JoinHandle<()>>,
     log_path: String,
     log: SharedLog,
@@ -265,6 +265,20 @@ async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut sink)).await;
 }
 
+/// How to report a libcontainer failure: the container's init found nothing it could execute
+/// (the command is not in the image's PATH, is not executable, or there is no PATH) is the
+/// caller's input, as runc's "executable file not found" is; anything else is a failure.
+///
+/// By its text: libcontainer's typed error for this (its channel's `ExecError`) is wrapped in
+/// `CreateContainerError`, whose fields are private and which names no source.
+pub(super) fn failure_kind(e: &dyn std::error::Error) -> ErrorKind {
+    if e.to_string().contains("exec process failed with error") {
+        ErrorKind::InvalidArgument
+    } else {
+        ErrorKind::Failed
+    }
+}
+
 pub(super) fn err(kind: ErrorKind, message: impl Into<String>) -> Reply {
     Reply::Error {
         kind,
@@ -337,29 +351,31 @@ impl Monitor {
             None
         };
         let console_addr = console.as_ref().map(|c| c.addr.clone());
-        let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
-            .with_root_path(&self.lc_root)
-            .and_then(|b| {
-                b.with_stdin(devnull)
-                    .with_stdout(out_w)
-                    .with_stderr(err_w)
-                    .with_console_socket(console_addr)
-                    .validate_id()
-            })
-            .and_then(|b| {
-                b.as_init(&req.bundle)
-                    .with_systemd(false)
-                    .with_detach(true)
-                    .build()
-            });
+        let built = super::fds::closing_leaks_on_failure(|| {
+            ContainerBuilder::new(req.id.clone(), SyscallType::default())
+                .with_executor(DefaultExecutor {})
+                .with_root_path(&self.lc_root)
+                .and_then(|b| {
+                    b.with_stdin(devnull)
+                        .with_stdout(out_w)
+                        .with_stderr(err_w)
+                        .with_console_socket(console_addr)
+                        .validate_id()
+                })
+                .and_then(|b| {
+                    b.as_init(&req.bundle)
+                        .with_systemd(false)
+                        .with_detach(true)
+                        .build()
+                })
+        });
         let container = match built {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(id = %req.id, err = %e, "create failed");
                 // libcontainer may have left its state dir behind; it is ours to clear.
                 let _ = std::fs::remove_dir_all(self.lc_root.join(&req.id));
-                return err(ErrorKind::Failed, format!("create container: {e}"));
+                return err(failure_kind(&e), format!("create container: {e}"));
             }
         };
         let Some(pid) = container.pid().map(|p| p.as_raw()) else {
@@ -411,7 +427,7 @@ impl Monitor {
             Ctr {
                 pid,
                 exit,
-                exit_dir: PathBuf::from(req.exit_dir),
+                exit_file: PathBuf::from(req.exit_file),
                 pumps,
                 log_path: req.log_path.clone(),
                 log,
@@ -458,11 +474,11 @@ impl Monitor {
                         id.clone(),
                         std::mem::take(&mut c.pumps),
                         c.exit.clone(),
-                        c.exit_dir.clone(),
+                        c.exit_file.clone(),
                         c.bundle.clone(),
                     )
                 });
-            let Some((id, pumps, exit, exit_dir, bundle)) = found else {
+            let Some((id, pumps, exit, exit_file, bundle)) = found else {
                 tracing::debug!(pid, "reaped a process that is not a container init");
                 continue;
             };
@@ -477,9 +493,7 @@ impl Monitor {
                 for p in pumps {
                     let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
                 }
-                if let Err(e) =
-                    crate::fsutil::write_json_atomic(&exit_dir.join(monitor::EXIT_FILE), &rec)
-                {
+                if let Err(e) = crate::fsutil::write_json_atomic(&exit_file, &rec) {
                     tracing::error!(%id, err = %e, "cannot record exit");
                 }
                 exit.send_replace(Some(rec));
@@ -597,7 +611,7 @@ impl Monitor {
             Some(None) => {}
         }
         if cmd.is_empty() {
-            return err(ErrorKind::Failed, "exec needs a command");
+            return err(ErrorKind::InvalidArgument, "exec needs a command");
         }
         if thread_count() != 1 {
             return err(
@@ -638,23 +652,25 @@ impl Monitor {
             })
             .unwrap_or_default();
         let cwd = process["cwd"].as_str().map(PathBuf::from);
-        let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
-            .with_root_path(&self.lc_root)
-            .map(|b| b.with_stdin(devnull).with_stdout(out_w).with_stderr(err_w))
-            .and_then(|b| {
-                b.as_tenant()
-                    .with_container_args(cmd)
-                    .with_user(uid)
-                    .with_group(gid)
-                    .with_additional_gids(gids)
-                    .with_cwd(cwd)
-                    .with_detach(true)
-                    .build()
-            });
+        let built = super::fds::closing_leaks_on_failure(|| {
+            ContainerBuilder::new(id.to_string(), SyscallType::default())
+                .with_executor(DefaultExecutor {})
+                .with_root_path(&self.lc_root)
+                .map(|b| b.with_stdin(devnull).with_stdout(out_w).with_stderr(err_w))
+                .and_then(|b| {
+                    b.as_tenant()
+                        .with_container_args(cmd)
+                        .with_user(uid)
+                        .with_group(gid)
+                        .with_additional_gids(gids)
+                        .with_cwd(cwd)
+                        .with_detach(true)
+                        .build()
+                })
+        });
         let pid = match built {
             Ok(p) => p.as_raw(),
-            Err(e) => return err(ErrorKind::Failed, format!("exec in container {id}: {e}")),
+            Err(e) => return err(failure_kind(&e), format!("exec in container {id}: {e}")),
         };
         // Registered before this task yields, so the reaper cannot miss the exit.
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -193,6 +193,8 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
             .clone()
             .watch_exits(std::time::Duration::from_millis(200)),
     );
+    tokio::spawn(engine.clone().sample_layer_usage());
+    tokio::spawn(crust_shim::heap::trim_after_big_answers());
 
     if let Some(dir) = cfg.listen.parent() {
         crust_runtime::fsutil::ensure_private_dir(dir)
@@ -254,6 +256,7 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
     health.set_serving::<ImageServiceServer<CriService>>().await;
     let layers = tower::ServiceBuilder::new()
         .layer(telemetry::grpc::TraceLayer)
+        .layer(crust_shim::cri::undecodable::Layer)
         .layer(crust_shim::cri::pod_resources::Layer(engine))
         .into_inner();
     let server = tonic::transport::Server::builder()

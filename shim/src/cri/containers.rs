@@ -195,7 +195,7 @@ pub async fn list(
 ) -> Result<cri::ListContainersResponse> {
     let f = req.filter.unwrap_or_default();
     let containers = e
-        .select_containers_as_watched(|c| {
+        .select_containers(|c| {
             let keep = (f.id.is_empty() || c.id.starts_with(&f.id))
                 && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
                 && f.state
@@ -205,6 +205,7 @@ pub async fn list(
             keep.then(|| to_cri(c))
         })
         .await;
+    crate::heap::answered(containers.len());
     Ok(cri::ListContainersResponse { containers })
 }
 

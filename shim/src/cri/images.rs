@@ -46,11 +46,12 @@ pub async fn list(e: &Engine, req: cri::ListImagesRequest) -> Result<cri::ListIm
         .and_then(|f| f.image)
         .map(|s| s.image)
         .unwrap_or_default();
-    let images = if filter.is_empty() {
+    let images: Vec<cri::Image> = if filter.is_empty() {
         e.images.list().iter().map(to_cri).collect()
     } else {
         e.image_status(&filter)?.iter().map(to_cri).collect()
     };
+    crate::heap::answered(images.len());
     Ok(cri::ListImagesResponse { images })
 }
 
@@ -160,7 +161,7 @@ pub async fn fs_info(
     };
     let images = usage(e.images.usage(), e.images.root().join("snapshots"));
     // Containers' writable layers, which kubelet's eviction weighs separately.
-    let (dir, used) = e.containers_usage();
+    let (dir, used) = e.writable_layers_usage();
     Ok(cri::ImageFsInfoResponse {
         image_filesystems: vec![images],
         container_filesystems: vec![usage(used, dir)],

@@ -11,6 +11,7 @@ mod runtime_info;
 mod service;
 mod stats;
 mod streams;
+pub mod undecodable;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -160,7 +160,7 @@ pub async fn list(
     req: cri::ListPodSandboxRequest,
 ) -> Result<cri::ListPodSandboxResponse> {
     let f = req.filter.unwrap_or_default();
-    let items = e
+    let items: Vec<cri::PodSandbox> = e
         .list_pods()
         .await
         .iter()
@@ -173,5 +173,6 @@ pub async fn list(
         .filter(|p| labels_match(&f.label_selector, &p.config.labels))
         .map(to_cri)
         .collect();
+    crate::heap::answered(items.len());
     Ok(cri::ListPodSandboxResponse { items })
 }

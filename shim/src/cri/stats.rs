@@ -1,5 +1,7 @@
 //! ContainerStats, ListContainerStats, ListMetricDescriptors, ListPodSandboxMetrics.
 
+use std::sync::Arc;
+
 use crust_proto::cri;
 use crust_runtime::cgroups::CgroupStats;
 use crust_runtime::engine::{ContainerUsage, PodUsage};
@@ -67,7 +69,7 @@ pub fn container_stats_id(r: &cri::ContainerStatsRequest) -> String {
 }
 
 pub async fn container_stats(
-    e: &Engine,
+    e: &Arc<Engine>,
     req: cri::ContainerStatsRequest,
 ) -> Result<cri::ContainerStatsResponse> {
     let (c, u) = e.container_usage(&req.container_id).await?;
@@ -82,38 +84,32 @@ pub fn list_container_stats_id(_: &cri::ListContainerStatsRequest) -> String {
 
 /// Stats of running containers (as kubelet expects), after the filter.
 async fn running_usage(
-    e: &Engine,
+    e: &Arc<Engine>,
     f: &cri::ContainerStatsFilter,
 ) -> Vec<(ContainerRecord, ContainerUsage)> {
-    let mut out = Vec::new();
-    let ids = e
+    let running = e
         .select_containers(|c| {
             let keep = c.state == ContainerState::Running
                 && (f.id.is_empty() || c.id.starts_with(&f.id))
                 && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
                 && labels_match(&f.label_selector, &c.config.labels);
-            keep.then(|| c.id.clone())
+            keep.then(|| c.clone())
         })
         .await;
-    for id in ids {
-        // A container that went away between list and read is skipped, not an error.
-        if let Ok(pair) = e.container_usage(&id).await {
-            out.push(pair);
-        }
-    }
-    out
+    e.containers_usage(running).await
 }
 
 pub async fn list_container_stats(
-    e: &Engine,
+    e: &Arc<Engine>,
     req: cri::ListContainerStatsRequest,
 ) -> Result<cri::ListContainerStatsResponse> {
     let f = req.filter.unwrap_or_default();
-    let stats = running_usage(e, &f)
+    let stats: Vec<cri::ContainerStats> = running_usage(e, &f)
         .await
         .iter()
         .map(|(c, u)| to_cri(c, u))
         .collect();
+    crate::heap::answered(stats.len());
     Ok(cri::ListContainerStatsResponse { stats })
 }
 
@@ -231,18 +227,17 @@ fn metric(
 }
 
 pub async fn list_pod_sandbox_metrics(
-    e: &Engine,
+    e: &Arc<Engine>,
     _req: cri::ListPodSandboxMetricsRequest,
 ) -> Result<cri::ListPodSandboxMetricsResponse> {
     let mut pod_metrics = Vec::new();
-    for p in e.list_pods().await {
-        if p.state != crust_runtime::store::PodState::Ready {
-            continue;
-        }
-        // A pod that went away between list and read is skipped, not an error.
-        let Ok((p, pu)) = e.pod_usage(&p.id).await else {
-            continue;
-        };
+    let ready = e
+        .list_pods()
+        .await
+        .into_iter()
+        .filter(|p| p.state == crust_runtime::store::PodState::Ready)
+        .collect();
+    for (p, pu) in e.pods_usage(ready).await {
         let meta = p.config.metadata.clone().unwrap_or_default();
         let container_metrics = pu
             .containers
@@ -311,6 +306,7 @@ pub async fn list_pod_sandbox_metrics(
             container_metrics,
         });
     }
+    crate::heap::answered(pod_metrics.len());
     Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
 }
 
@@ -358,7 +354,7 @@ pub fn pod_sandbox_stats_id(r: &cri::PodSandboxStatsRequest) -> String {
 }
 
 pub async fn pod_sandbox_stats(
-    e: &Engine,
+    e: &Arc<Engine>,
     req: cri::PodSandboxStatsRequest,
 ) -> Result<cri::PodSandboxStatsResponse> {
     let (p, u) = e.pod_usage(&req.pod_sandbox_id).await?;
@@ -372,21 +368,26 @@ pub fn list_pod_sandbox_stats_id(_: &cri::ListPodSandboxStatsRequest) -> String 
 }
 
 pub async fn list_pod_sandbox_stats(
-    e: &Engine,
+    e: &Arc<Engine>,
     req: cri::ListPodSandboxStatsRequest,
 ) -> Result<cri::ListPodSandboxStatsResponse> {
     let f = req.filter.unwrap_or_default();
-    let mut stats = Vec::new();
-    for p in e.list_pods().await {
-        if p.state != crust_runtime::store::PodState::Ready
-            || (!f.id.is_empty() && !p.id.starts_with(&f.id))
-            || !labels_match(&f.label_selector, &p.config.labels)
-        {
-            continue;
-        }
-        if let Ok((p, u)) = e.pod_usage(&p.id).await {
-            stats.push(pod_to_cri(&p, &u));
-        }
-    }
+    let pods = e
+        .list_pods()
+        .await
+        .into_iter()
+        .filter(|p| {
+            p.state == crust_runtime::store::PodState::Ready
+                && (f.id.is_empty() || p.id.starts_with(&f.id))
+                && labels_match(&f.label_selector, &p.config.labels)
+        })
+        .collect();
+    let stats: Vec<cri::PodSandboxStats> = e
+        .pods_usage(pods)
+        .await
+        .iter()
+        .map(|(p, u)| pod_to_cri(p, u))
+        .collect();
+    crate::heap::answered(stats.len());
     Ok(cri::ListPodSandboxStatsResponse { stats })
 }

@@ -1,0 +1,317 @@
+//! Resource usage of containers and pods: cgroup counters, CPU rates, writable layers.
+//!
+//! Cgroup files are read on every call (they are cheap and kubelet wants them current). The
+//! writable layer is a directory walk, so lists use the size last measured: a background task
+//! measures running containers every [`LAYER_SAMPLE_PERIOD`] (containerd's CRI plugin also
+//! refreshes its snapshot sizes every 10 s), and ContainerStats of one container measures it
+//! anew. With 1,000 containers this keeps ListContainerStats to the cgroup reads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cgroups::CgroupStats;
+use crate::error::{Error, Result};
+use crate::now_nanos;
+use crate::store::{ContainerRecord, ContainerState, PodRecord};
+
+use super::{ContainerUsage, Engine, PodUsage, parse_net_dev};
+
+pub const LAYER_SAMPLE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Bytes and inodes of a writable layer.
+type LayerUsage = (u64, u64);
+
+/// A container and its usage.
+type Measured = (ContainerRecord, ContainerUsage);
+
+/// What measuring one container needs, gathered under its locks.
+struct Target {
+    record: ContainerRecord,
+    /// None when the container is not running (its counters are zero).
+    cgroup: Option<String>,
+    upper: PathBuf,
+}
+
+impl Engine {
+    /// Resource usage of a pod: its cgroup (all its containers), process count, the network
+    /// interfaces of its namespace (read through a running container's /proc), and per
+    /// running container usage.
+    pub async fn pod_usage(self: &Arc<Self>, id: &str) -> Result<(PodRecord, PodUsage)> {
+        let pod = self.pod(id).await?;
+        self.pods_usage(vec![pod])
+            .await
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))
+    }
+
+    /// [`Engine::pod_usage`] of each of these pods: one pass over the containers and one
+    /// batch of cgroup reads for all of them (ListPodSandboxStats on a full node).
+    pub async fn pods_usage(self: &Arc<Self>, pods: Vec<PodRecord>) -> Vec<(PodRecord, PodUsage)> {
+        let wanted: std::collections::HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
+        let running = self
+            .select_containers(|c| {
+                (c.state == ContainerState::Running && wanted.contains(c.pod_id.as_str()))
+                    .then(|| c.clone())
+            })
+            .await;
+        let mut by_pod: HashMap<String, Vec<(ContainerRecord, ContainerUsage)>> = HashMap::new();
+        for (c, u) in self.containers_usage(running).await {
+            by_pod.entry(c.pod_id.clone()).or_default().push((c, u));
+        }
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            pods.into_iter()
+                .map(|pod| {
+                    let containers = by_pod.remove(&pod.id).unwrap_or_default();
+                    let usage = engine.measure_pod(&pod, containers);
+                    (pod, usage)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Reads a pod's cgroup and network counters (blocking).
+    fn measure_pod(
+        &self,
+        pod: &PodRecord,
+        containers: Vec<(ContainerRecord, ContainerUsage)>,
+    ) -> PodUsage {
+        let timestamp = now_nanos();
+        let cgroup = self.hierarchy.stats(&pod.cgroup_path);
+        let nano_cores = self.cpu_rate(&format!("pod:{}", pod.id), timestamp, cgroup.cpu_usage_ns);
+        let interfaces = if pod.host_network() {
+            vec![]
+        } else {
+            containers
+                .iter()
+                .find_map(|(c, _)| std::fs::read_to_string(format!("/proc/{}/net/dev", c.pid)).ok())
+                .map(|t| {
+                    parse_net_dev(&t)
+                        .into_iter()
+                        .filter(|i| i.0 != "lo")
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        PodUsage {
+            timestamp,
+            process_count: self.hierarchy.process_count(&pod.cgroup_path),
+            cgroup,
+            nano_cores,
+            interfaces,
+            containers,
+        }
+    }
+
+    /// CPU rate in nanocores since the previous sample under `key` (None on the first).
+    fn cpu_rate(&self, key: &str, timestamp: i64, usage_ns: u64) -> Option<u64> {
+        let mut samples = self.cpu_samples.lock().expect("cpu samples lock");
+        // Updated in place: a fresh key per call would scatter small long-lived allocations
+        // over the heap (and keep pages from being returned after a big list).
+        let prev = match samples.get_mut(key) {
+            Some(prev) => Some(std::mem::replace(prev, (timestamp, usage_ns))),
+            None => {
+                samples.insert(key.to_string(), (timestamp, usage_ns));
+                None
+            }
+        };
+        prev.and_then(|(t, u)| {
+            let dt = timestamp.saturating_sub(t);
+            (dt > 0 && usage_ns >= u)
+                .then(|| ((usage_ns - u) as u128 * 1_000_000_000 / dt as u128) as u64)
+        })
+    }
+
+    /// Usage of one container, its writable layer measured now.
+    pub async fn container_usage(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<(ContainerRecord, ContainerUsage)> {
+        let rec = self.container(id).await?;
+        let target = self.target(rec).await?;
+        let engine = self.clone();
+        let (layer, usage) = tokio::task::spawn_blocking(move || {
+            let layer = crate::image::unpack::disk_usage(&target.upper);
+            let usage = engine.measure(target, layer);
+            (layer, usage)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("measure container: {e}")))?;
+        self.layer_usage
+            .lock()
+            .expect("layer usage lock")
+            .insert(usage.0.id.clone(), layer);
+        Ok(usage)
+    }
+
+    /// Usage of these containers (those whose pod went away meanwhile are left out), writable
+    /// layers as last sampled. One blocking task reads all the cgroups.
+    pub async fn containers_usage(
+        self: &Arc<Self>,
+        records: Vec<ContainerRecord>,
+    ) -> Vec<(ContainerRecord, ContainerUsage)> {
+        let mut targets = Vec::with_capacity(records.len());
+        for rec in records {
+            if let Ok(t) = self.target(rec).await {
+                targets.push(t);
+            }
+        }
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let layers = engine.layer_usage.lock().expect("layer usage lock").clone();
+            // Cgroup reads are system calls through cgroupfs: spread a long list over the
+            // cores (a thread each for at least 128 containers).
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(targets.len().div_ceil(128))
+                .max(1);
+            let chunk = targets.len().div_ceil(threads).max(1);
+            let mut parts: Vec<Vec<Target>> = Vec::new();
+            let mut rest = targets.into_iter().peekable();
+            while rest.peek().is_some() {
+                parts.push(rest.by_ref().take(chunk).collect());
+            }
+            let measured: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| scope.spawn(|| engine.measure_all(part, &layers)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            let mut out = Vec::with_capacity(measured.len());
+            let mut cache = engine.layer_usage.lock().expect("layer usage lock");
+            for (usage, fresh) in measured {
+                if let Some(l) = fresh {
+                    cache.insert(usage.0.id.clone(), l);
+                }
+                out.push(usage);
+            }
+            out
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// [`Engine::measure`] for each target, with its writable layer as sampled in `layers`
+    /// (measured now where it is missing, and then handed back to be kept).
+    fn measure_all(
+        &self,
+        targets: Vec<Target>,
+        layers: &HashMap<String, (u64, u64)>,
+    ) -> Vec<(Measured, Option<LayerUsage>)> {
+        targets
+            .into_iter()
+            .map(|t| {
+                let (layer, fresh) = match layers.get(&t.record.id) {
+                    Some(l) => (*l, None),
+                    None => {
+                        let l = crate::image::unpack::disk_usage(&t.upper);
+                        (l, Some(l))
+                    }
+                };
+                (self.measure(t, layer), fresh)
+            })
+            .collect()
+    }
+
+    /// Measures the writable layers of running containers every [`LAYER_SAMPLE_PERIOD`] and
+    /// forgets the ones of containers that are gone. Runs for the daemon's life.
+    pub async fn sample_layer_usage(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(LAYER_SAMPLE_PERIOD).await;
+            let running = self
+                .select_containers(|c| {
+                    (c.state == ContainerState::Running)
+                        .then(|| (c.id.clone(), self.store.container_dir(&c.id).join("upper")))
+                })
+                .await;
+            let engine = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let measured: Vec<(String, LayerUsage)> = running
+                    .into_iter()
+                    .map(|(id, upper)| {
+                        let usage = crate::image::unpack::disk_usage(&upper);
+                        (id, usage)
+                    })
+                    .collect();
+                // Updated in place, for the reason cpu_rate gives; gone containers dropped.
+                let mut cache = engine.layer_usage.lock().expect("layer usage lock");
+                let alive: std::collections::HashSet<&str> =
+                    measured.iter().map(|(id, _)| id.as_str()).collect();
+                cache.retain(|id, _| alive.contains(id.as_str()));
+                for (id, usage) in &measured {
+                    match cache.get_mut(id) {
+                        Some(v) => *v = *usage,
+                        None => {
+                            cache.insert(id.clone(), *usage);
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Forgets a removed container's samples.
+    pub(super) fn forget_usage(&self, id: &str) {
+        self.cpu_samples
+            .lock()
+            .expect("cpu samples lock")
+            .remove(id);
+        self.layer_usage
+            .lock()
+            .expect("layer usage lock")
+            .remove(id);
+    }
+
+    async fn target(&self, record: ContainerRecord) -> Result<Target> {
+        let pod_cgroup = match self.store.pod(&record.pod_id) {
+            Some(p) => p.lock().await.cgroup_path.clone(),
+            None => {
+                return Err(Error::NotFound(format!(
+                    "pod sandbox {} not found",
+                    record.pod_id
+                )));
+            }
+        };
+        let cgroup = (record.state == ContainerState::Running).then(|| {
+            self.cfg
+                .cgroup_driver
+                .container_cgroup(&pod_cgroup, &record.id)
+        });
+        let upper = self.store.container_dir(&record.id).join("upper");
+        Ok(Target {
+            record,
+            cgroup,
+            upper,
+        })
+    }
+
+    /// Reads the cgroup counters (blocking) and puts the usage together.
+    fn measure(&self, t: Target, (bytes, inodes): (u64, u64)) -> (ContainerRecord, ContainerUsage) {
+        let timestamp = now_nanos();
+        let cgroup: CgroupStats = t
+            .cgroup
+            .map(|path| self.hierarchy.stats(&path))
+            .unwrap_or_default();
+        let nano_cores = self.cpu_rate(&t.record.id, timestamp, cgroup.cpu_usage_ns);
+        (
+            t.record,
+            ContainerUsage {
+                timestamp,
+                cgroup,
+                nano_cores,
+                writable_bytes: bytes,
+                writable_inodes: inodes,
+                writable_mountpoint: self.cfg.root.join("containers").display().to_string(),
+            },
+        )
+    }
+}
