@@ -692,6 +692,27 @@ impl Cri {
             .context("no status")
     }
 
+    /// UpdatePodSandboxResources (CRI of Kubernetes 1.33+), which the bindings lack.
+    pub async fn update_pod_resources(
+        &self,
+        req: crust_proto::pod_resources::UpdatePodSandboxResourcesRequest,
+    ) -> Result<(), tonic::Status> {
+        use crust_proto::pod_resources::{
+            UPDATE_POD_SANDBOX_RESOURCES_PATH, UpdatePodSandboxResourcesResponse,
+        };
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        grpc.unary::<_, UpdatePodSandboxResourcesResponse, _>(
+            tonic::Request::new(req),
+            tonic::codegen::http::uri::PathAndQuery::from_static(UPDATE_POD_SANDBOX_RESOURCES_PATH),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .map(drop)
+    }
+
     /// The host pid of a container's init, from ContainerStatus's verbose info.
     pub async fn container_pid(&mut self, id: &str) -> anyhow::Result<i32> {
         let st = self

@@ -11,15 +11,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crust_e2e::{
-    Cri, Daemon, container_config, cri, ctr_security, footprint, pod_config, pod_namespaces,
-    registry,
+    Cri, Daemon, container_config, cri, ctr_security, eventually, footprint, pod_config,
+    pod_namespaces, registry,
 };
-use crust_proto::pod_resources::{
-    UPDATE_POD_SANDBOX_RESOURCES_PATH, UpdatePodSandboxResourcesRequest,
-    UpdatePodSandboxResourcesResponse,
-};
+use crust_proto::pod_resources::UpdatePodSandboxResourcesRequest;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tonic::Code;
@@ -77,9 +75,10 @@ fn number() -> BoxedStrategy<i64> {
     .boxed()
 }
 
-fn case(real: Vec<String>) -> impl Strategy<Value = Case> {
+/// Cases for one RPC (each RPC gets its own run, so every one is tried as often).
+fn case(rpc: usize, real: Vec<String>) -> impl Strategy<Value = Case> {
     (
-        0..RPCS,
+        Just(rpc),
         proptest::collection::vec(hostile_or_real(real), 6),
         proptest::collection::vec(number(), 6),
         proptest::collection::vec(any::<i32>(), 3),
@@ -570,19 +569,7 @@ async fn call(cr: &mut Cri, c: &Case, f: &Fixture) -> Result<Made, tonic::Status
                 resources: c.b[1].then(|| resources(3)),
                 annotations: labels(c),
             };
-            let mut grpc = tonic::client::Grpc::new(cr.channel.clone());
-            grpc.ready()
-                .await
-                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-            grpc.unary::<_, UpdatePodSandboxResourcesResponse, _>(
-                tonic::Request::new(req),
-                tonic::codegen::http::uri::PathAndQuery::from_static(
-                    UPDATE_POD_SANDBOX_RESOURCES_PATH,
-                ),
-                tonic_prost::ProstCodec::default(),
-            )
-            .await
-            .map(nothing)
+            cr.update_pod_resources(req).await.map(nothing)
         }
     }
 }
@@ -646,72 +633,75 @@ async fn every_cri_call_refuses_hostile_input_cleanly_and_keeps_state_whole() {
         image.clone(),
         "target".into(),
     ];
-    let cases = std::env::var("CRUST_STRESS_FUZZ")
+    let cases: u32 = std::env::var("CRUST_STRESS_FUZZ")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(150);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
     let client = d.cri().await.unwrap();
     let handle = tokio::runtime::Handle::current();
     let seen = Mutex::new([0usize; RPCS]);
     let slowest = Mutex::new(vec![std::time::Duration::ZERO; RPCS]);
-    let result = runner.run(&case(real), |case| {
-        tokio::task::block_in_place(|| {
-            handle.block_on(async {
-                let mut cr = client.clone();
-                seen.lock().unwrap()[case.rpc] += 1;
-                let t0 = std::time::Instant::now();
-                let answer = call(&mut cr, &case, &fixture).await;
-                let took = t0.elapsed();
-                {
-                    let mut slowest = slowest.lock().unwrap();
-                    slowest[case.rpc] = slowest[case.rpc].max(took);
-                }
-                match answer {
-                    Ok(Made::Nothing) => {}
-                    // Accepted: it must be whole, and it goes again cleanly.
-                    Ok(Made::Pod(id)) => cr
-                        .remove_pod(&id)
+    for rpc in 0..RPCS {
+        let mut runner = TestRunner::new(Config {
+            cases: cases.div_ceil(RPCS as u32).max(3),
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&case(rpc, real.clone()), |case| {
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    let mut cr = client.clone();
+                    seen.lock().unwrap()[case.rpc] += 1;
+                    let t0 = std::time::Instant::now();
+                    let answer = call(&mut cr, &case, &fixture).await;
+                    let took = t0.elapsed();
+                    {
+                        let mut slowest = slowest.lock().unwrap();
+                        slowest[case.rpc] = slowest[case.rpc].max(took);
+                    }
+                    match answer {
+                        Ok(Made::Nothing) => {}
+                        // Accepted: it must be whole, and it goes again cleanly.
+                        Ok(Made::Pod(id)) => cr.remove_pod(&id).await.map_err(|e| {
+                            TestCaseError::fail(format!("remove accepted pod: {e}"))
+                        })?,
+                        Ok(Made::Container(id)) => {
+                            cr.rt
+                                .remove_container(cri::RemoveContainerRequest { container_id: id })
+                                .await
+                                .map_err(|e| {
+                                    TestCaseError::fail(format!("remove accepted container: {e}"))
+                                })?;
+                        }
+                        Err(s) => {
+                            prop_assert!(
+                                clean_refusal(case.rpc, &s),
+                                "{:?}: {}",
+                                s.code(),
+                                s.message()
+                            );
+                            prop_assert!(!s.message().is_empty(), "an error without a message");
+                            prop_assert!(
+                                s.message().len() <= 2048,
+                                "a {} byte message",
+                                s.message().len()
+                            );
+                        }
+                    }
+                    // Still serving after each call.
+                    cr.rt
+                        .version(cri::VersionRequest::default())
                         .await
-                        .map_err(|e| TestCaseError::fail(format!("remove accepted pod: {e}")))?,
-                    Ok(Made::Container(id)) => {
-                        cr.rt
-                            .remove_container(cri::RemoveContainerRequest { container_id: id })
-                            .await
-                            .map_err(|e| {
-                                TestCaseError::fail(format!("remove accepted container: {e}"))
-                            })?;
-                    }
-                    Err(s) => {
-                        prop_assert!(
-                            clean_refusal(case.rpc, &s),
-                            "{:?}: {}",
-                            s.code(),
-                            s.message()
-                        );
-                        prop_assert!(!s.message().is_empty(), "an error without a message");
-                        prop_assert!(
-                            s.message().len() <= 2048,
-                            "a {} byte message",
-                            s.message().len()
-                        );
-                    }
-                }
-                // Still serving after each call.
-                cr.rt
-                    .version(cri::VersionRequest::default())
-                    .await
-                    .map_err(|e| TestCaseError::fail(format!("daemon stopped answering: {e}")))?;
-                Ok(())
+                        .map_err(|e| {
+                            TestCaseError::fail(format!("daemon stopped answering: {e}"))
+                        })?;
+                    Ok(())
+                })
             })
-        })
-    });
-    if let Err(e) = result {
-        panic!("{e}");
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
     }
     let seen = seen.into_inner().unwrap();
     let mut slowest: Vec<(usize, std::time::Duration)> = slowest
@@ -722,12 +712,6 @@ async fn every_cri_call_refuses_hostile_input_cleanly_and_keeps_state_whole() {
         .collect();
     slowest.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
     println!("calls per RPC: {seen:?}; slowest: {:?}", &slowest[..5]);
-    let untried: Vec<usize> = (0..RPCS).filter(|i| seen[*i] == 0).collect();
-    assert!(
-        cases < 100 || untried.is_empty(),
-        "RPCs never tried: {untried:?}"
-    );
-
     // The same name and attempt twice is AlreadyExists.
     let again = c.run_pod(&pc).await.unwrap_err();
     assert_eq!(
@@ -752,7 +736,12 @@ async fn every_cri_call_refuses_hostile_input_cleanly_and_keeps_state_whole() {
     c.status(&container).await.unwrap();
     // Nothing the refused or undone calls made is left on the machine.
     c.remove_pod(&pod).await.unwrap();
-    assert_eq!(footprint(&d, None), empty);
+    // (A removed pod's monitor exits just after the answer.)
+    let settled = eventually(Duration::from_secs(30), || async {
+        footprint(&d, None) == empty
+    })
+    .await;
+    assert!(settled, "left behind: {:?}", footprint(&d, None));
     d.shutdown().await;
 }
 

@@ -901,10 +901,7 @@ async fn shm_size_comes_from_the_config_and_pod_cidr_is_recorded() {
     d.shutdown().await;
 }
 
-use crust_proto::pod_resources::{
-    UPDATE_POD_SANDBOX_RESOURCES_PATH, UpdatePodSandboxResourcesRequest,
-    UpdatePodSandboxResourcesResponse,
-};
+use crust_proto::pod_resources::UpdatePodSandboxResourcesRequest;
 
 #[tokio::test]
 async fn update_pod_sandbox_resources_resizes_a_pod_cgroup_crust_owns() {
@@ -914,27 +911,15 @@ async fn update_pod_sandbox_resources_resizes_a_pod_cgroup_crust_owns() {
     let pc = pod_config("resized", &d.logs);
     let pod = c.run_pod(&pc).await.unwrap();
     let call = |id: String, mem: i64| {
-        let mut grpc = tonic::client::Grpc::new(c.channel.clone());
-        async move {
-            grpc.ready().await.unwrap();
-            let req = UpdatePodSandboxResourcesRequest {
-                pod_sandbox_id: id,
-                overhead: None,
-                resources: Some(cri::LinuxContainerResources {
-                    memory_limit_in_bytes: mem,
-                    ..Default::default()
-                }),
-                annotations: Default::default(),
-            };
-            grpc.unary::<_, UpdatePodSandboxResourcesResponse, _>(
-                tonic::Request::new(req),
-                tonic::codegen::http::uri::PathAndQuery::from_static(
-                    UPDATE_POD_SANDBOX_RESOURCES_PATH,
-                ),
-                tonic_prost::ProstCodec::default(),
-            )
-            .await
-        }
+        c.update_pod_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: id,
+            overhead: None,
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: mem,
+                ..Default::default()
+            }),
+            annotations: Default::default(),
+        })
     };
     call(pod.clone(), 48 << 20).await.unwrap();
     let rel = format!("{}/{pod}", d.cgroup_root.trim_start_matches('/'));

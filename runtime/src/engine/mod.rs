@@ -363,15 +363,7 @@ impl Engine {
                 c.id, c.state
             )));
         }
-        let pod_cgroup = match self.store.pod(&c.pod_id) {
-            Some(p) => p.lock().await.cgroup_path.clone(),
-            None => {
-                return Err(Error::NotFound(format!(
-                    "pod sandbox {} not found",
-                    c.pod_id
-                )));
-            }
-        };
+        let pod_cgroup = self.pod_cgroup(&c.pod_id).await?;
         check_memory_limit("linux", res.memory_limit_in_bytes)?;
         for (k, v) in &res.unified {
             crate::cgroups::validate_unified(k, v)
@@ -873,6 +865,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The cgroup of a container's pod (by its full id).
+    async fn pod_cgroup(&self, pod_id: &str) -> Result<String> {
+        match self.store.pod(pod_id) {
+            Some(p) => Ok(p.lock().await.cgroup_path.clone()),
+            None => Err(Error::NotFound(format!("pod sandbox {pod_id} not found"))),
+        }
+    }
+
     pub async fn pod(&self, id: &str) -> Result<PodRecord> {
         let id = Store::find_id(&self.store.pods, id, "pod sandbox")?;
         let pod = self
@@ -1157,6 +1157,9 @@ impl Engine {
         // The record exists before the monitor creates anything, so a crash in between leaves
         // a container the daemon knows about (and can remove), never an orphan.
         self.store.save_container(rec)?;
+        // Again just before libcontainer's move: the first write's grace period may be over,
+        // and a move within a grace period of the last one keeps the lock ready.
+        self.place_monitor(&pod.id, pod.monitor_pid);
         let reply = client::call(
             &self.pod_dir(&pod.id),
             &Request::Create(CreateRequest {

@@ -272,15 +272,7 @@ impl Engine {
     }
 
     async fn target(&self, record: ContainerRecord) -> Result<Target> {
-        let pod_cgroup = match self.store.pod(&record.pod_id) {
-            Some(p) => p.lock().await.cgroup_path.clone(),
-            None => {
-                return Err(Error::NotFound(format!(
-                    "pod sandbox {} not found",
-                    record.pod_id
-                )));
-            }
-        };
+        let pod_cgroup = self.pod_cgroup(&record.pod_id).await?;
         let cgroup = (record.state == ContainerState::Running).then(|| {
             self.cfg
                 .cgroup_driver
