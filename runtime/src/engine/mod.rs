@@ -1157,9 +1157,6 @@ impl Engine {
         // The record exists before the monitor creates anything, so a crash in between leaves
         // a container the daemon knows about (and can remove), never an orphan.
         self.store.save_container(rec)?;
-        // Again just before libcontainer's move: the first write's grace period may be over,
-        // and a move within a grace period of the last one keeps the lock ready.
-        self.place_monitor(&pod.id, pod.monitor_pid);
         let reply = client::call(
             &self.pod_dir(&pod.id),
             &Request::Create(CreateRequest {

@@ -8,9 +8,9 @@
 //! moves every new container into its cgroup in the middle of CreateContainer, so crustd
 //! writes the pod's monitor into this cgroup (where it already is: a move to nowhere new) at
 //! the start of the call, in the background: the grace period then passes while the rootfs
-//! is prepared. It writes it again just before handing the container to the monitor, which
-//! keeps the lock ready (a move within a grace period of the last one does not wait) until
-//! libcontainer's own move.
+//! is prepared, and libcontainer's own move finds the lock ready. (A second write just before
+//! handing the container to the monitor measured no better: 3 alternating rounds, medians
+//! within noise.)
 
 use super::Engine;
 
