@@ -257,7 +257,13 @@ impl Hierarchy {
         let rel = path.trim_start_matches('/');
         let write = |p: PathBuf, v: String| {
             fs::write(&p, &v).map_err(|e| {
-                io::Error::new(e.kind(), format!("write {v:?} to {}: {e}", p.display()))
+                // The value is the caller's and may be huge: the message shows its start.
+                let shown: String = v.chars().take(64).collect();
+                let more = if shown.len() < v.len() { "…" } else { "" };
+                io::Error::new(
+                    e.kind(),
+                    format!("write {shown:?}{more} to {}: {e}", p.display()),
+                )
             })
         };
         match self {

@@ -939,6 +939,7 @@ impl Engine {
             ));
         }
         no_nul_in_container(&config)?;
+        exec_fits(&config)?;
         if let Some(r) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
             check_memory_limit("config.linux.resources", r.memory_limit_in_bytes)?;
         }
@@ -1459,6 +1460,50 @@ impl Engine {
     }
 }
 
+/// The kernel's limits on what a process is started with: each argument or environment
+/// string at most MAX_ARG_STRLEN (32 pages), all of them well under ARG_MAX, and the executable
+/// a path the kernel can take. Checked up front: past them the container's init cannot even
+/// report its failure (its message no longer fits libcontainer's channel).
+fn exec_fits(c: &cri::ContainerConfig) -> Result<()> {
+    const MAX_ARG_STRLEN: usize = 32 * 4096;
+    const MAX_TOTAL: usize = 1 << 20;
+    let strings = c
+        .command
+        .iter()
+        .map(|s| ("config.command", s.len()))
+        .chain(c.args.iter().map(|s| ("config.args", s.len())))
+        .chain(
+            c.envs
+                .iter()
+                .map(|kv| ("config.envs", kv.key.len() + kv.value.len() + 1)),
+        );
+    let mut total = 0;
+    for (field, len) in strings {
+        if len > MAX_ARG_STRLEN {
+            return Err(Error::InvalidArgument(format!(
+                "{field} has a {len}-byte string; the kernel takes at most {MAX_ARG_STRLEN}"
+            )));
+        }
+        total += len + 1;
+    }
+    if total > MAX_TOTAL {
+        return Err(Error::InvalidArgument(format!(
+            "config.command, args and envs come to {total} bytes; at most {MAX_TOTAL} are taken"
+        )));
+    }
+    if let Some(exe) = c.command.first()
+        && (exe.len() >= libc::PATH_MAX as usize
+            || exe.split('/').any(|p| p.len() > libc::NAME_MAX as usize))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the executable name is {} bytes or has a component over {} bytes",
+            exe.len(),
+            libc::NAME_MAX
+        )));
+    }
+    Ok(())
+}
+
 /// The smallest container memory limit accepted (Docker's minimum too): below it a container's
 /// init is OOM-killed while it starts, which libcontainer can only report as a broken channel.
 const MIN_MEMORY_LIMIT: i64 = 6 << 20;
@@ -1472,11 +1517,14 @@ fn check_memory_limit(field: &str, limit: i64) -> Result<()> {
     Ok(())
 }
 
-/// A limit the kernel refused as out of range (EINVAL) is the caller's value; one below what
-/// the cgroup already uses (EBUSY) cannot be set now; anything else failed.
+/// A limit the kernel refused as malformed or out of range (EINVAL, or E2BIG for a value
+/// longer than a cgroup file takes) is the caller's value; one below what the cgroup already
+/// uses (EBUSY) cannot be set now; anything else failed.
 fn limit_error(what: &str, e: std::io::Error) -> Error {
     match e.kind() {
-        std::io::ErrorKind::InvalidInput => Error::InvalidArgument(format!("{what}: {e}")),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::ArgumentListTooLong => {
+            Error::InvalidArgument(format!("{what}: {e}"))
+        }
         std::io::ErrorKind::ResourceBusy => Error::FailedPrecondition(format!(
             "{what}: {e} (a memory limit below what the cgroup already uses)"
         )),
@@ -1489,13 +1537,15 @@ fn pod_limits(
     resources: Option<&cri::LinuxContainerResources>,
     overhead: Option<&cri::LinuxContainerResources>,
 ) -> crate::cgroups::Limits {
+    // Saturating: the values are the caller's, and resources + overhead may not fit an i64
+    // (a plain sum panicked in debug builds and wrapped to "no limit" in release ones).
     let pick = |f: fn(&cri::LinuxContainerResources) -> i64| {
         let v: i64 = [resources, overhead]
             .into_iter()
             .flatten()
             .map(f)
             .filter(|v| *v > 0)
-            .sum();
+            .fold(0i64, i64::saturating_add);
         (v > 0).then_some(v)
     };
     let period = [resources, overhead]
@@ -1611,6 +1661,23 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_limits_saturate_instead_of_overflowing() {
+        let big = cri::LinuxContainerResources {
+            memory_limit_in_bytes: i64::MAX,
+            cpu_quota: i64::MAX - 1,
+            ..Default::default()
+        };
+        let more = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 1 << 60,
+            cpu_quota: 5,
+            ..Default::default()
+        };
+        let l = pod_limits(Some(&big), Some(&more));
+        assert_eq!(l.memory, Some(i64::MAX));
+        assert_eq!(l.cpu_quota, Some(i64::MAX));
+    }
 
     #[test]
     fn nul_bytes_are_refused_naming_the_field() {

@@ -315,7 +315,17 @@ impl Monitor {
         if !req.log_path.is_empty() {
             match log_writer::open_log(Path::new(&req.log_path)) {
                 Ok(f) => *log.borrow_mut() = Some(f),
-                Err(e) => return err(ErrorKind::Failed, format!("open log {}: {e}", req.log_path)),
+                Err(e) => {
+                    // A directory (or a file where a directory should be) in the way is the
+                    // log path the caller chose.
+                    let kind = match e.raw_os_error() {
+                        Some(libc::EISDIR | libc::ENOTDIR | libc::ELOOP) => {
+                            ErrorKind::InvalidArgument
+                        }
+                        _ => ErrorKind::Failed,
+                    };
+                    return err(kind, format!("open log {}: {e}", req.log_path));
+                }
             }
         }
         let pipes = (|| -> std::io::Result<_> {
