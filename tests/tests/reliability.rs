@@ -396,6 +396,17 @@ async fn many_clients_at_once_get_their_own_pods_and_churn_leaks_nothing() {
         (n, n, n),
         "a monitor, a veth and an address per pod"
     );
+    // Every monitor lives in crust's own cgroup (moved there in the background).
+    let monitors_cgroup = format!("{}/crust-monitors", d.cgroup_root);
+    let placed = eventually(LONG, || async {
+        crust_e2e::cgroup_pids(&monitors_cgroup).len() == n
+    })
+    .await;
+    assert!(
+        placed,
+        "{} of {n} monitors in {monitors_cgroup}",
+        crust_e2e::cgroup_pids(&monitors_cgroup).len()
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for (_, pod, _) in started {
         let mut c = d.cri().await.unwrap();

@@ -241,19 +241,9 @@ impl Engine {
                         (id, usage)
                     })
                     .collect();
-                // Updated in place, for the reason cpu_rate gives; gone containers dropped.
-                let mut cache = engine.layer_usage.lock().expect("layer usage lock");
-                let alive: std::collections::HashSet<&str> =
-                    measured.iter().map(|(id, _)| id.as_str()).collect();
-                cache.retain(|id, _| alive.contains(id.as_str()));
-                for (id, usage) in &measured {
-                    match cache.get_mut(id) {
-                        Some(v) => *v = *usage,
-                        None => {
-                            cache.insert(id.clone(), *usage);
-                        }
-                    }
-                }
+                // Gone containers are dropped with the old map.
+                *engine.layer_usage.lock().expect("layer usage lock") =
+                    measured.into_iter().collect();
             })
             .await;
         }
