@@ -21,6 +21,17 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Writes `data` to `path` so that readers see either the old or the new content, never a mix:
 /// a temp file in the same dir, fsync, rename. A crash leaves at most a stray `.tmp` file.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_via_rename(path, data, true)
+}
+
+/// [`write_atomic`] without the fsync, for files nothing reads after a power loss: those in
+/// the state dir (gone with the boot, by design) and those read back at once. Each fsync is
+/// 0.3–1 ms on the pod-start path.
+pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_via_rename(path, data, false)
+}
+
+fn write_via_rename(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("record path has no parent"))?;
@@ -39,7 +50,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        if sync {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -52,6 +65,15 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(path, &data)
+}
+
+/// Serialises `value` as JSON and writes it with [`write_atomic_unsynced`].
+pub fn write_json_atomic_unsynced<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> std::io::Result<()> {
+    let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_atomic_unsynced(path, &data)
 }
 
 /// Reads a JSON record; `Ok(None)` when the file does not exist.

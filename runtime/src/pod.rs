@@ -65,7 +65,8 @@ pub fn write_files(
             pod_ip.unwrap_or("127.0.1.1")
         )
     };
-    crate::fsutil::write_atomic(&dir.join(HOSTS_FILE), hosts.as_bytes())
+    // In the pod's state dir: rewritten atomically (containers may be reading it), not fsynced.
+    crate::fsutil::write_atomic_unsynced(&dir.join(HOSTS_FILE), hosts.as_bytes())
         .ctx(|| "write pod hosts".into())?;
     let resolv = match dns {
         Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => {

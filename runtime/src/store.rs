@@ -254,6 +254,15 @@ impl Store {
         fsutil::write_json_atomic(&p, rec).ctx(|| format!("write {}", p.display()))
     }
 
+    /// The record of a container whose CreateContainer is under way, not fsynced: it guards
+    /// against a crash of crustd (the page cache survives that); after a power loss, when it
+    /// may be missing, no process of the container is left either and the start-up sweep
+    /// removes a bundle without a record. The record is saved durably once created.
+    pub fn save_container_draft(&self, rec: &ContainerRecord) -> Result<()> {
+        let p = self.container_dir(&rec.id).join("record.json");
+        fsutil::write_json_atomic_unsynced(&p, rec).ctx(|| format!("write {}", p.display()))
+    }
+
     pub fn pod(&self, id: &str) -> Option<Shared<PodRecord>> {
         self.pods.read().expect("pods lock").get(id).cloned()
     }

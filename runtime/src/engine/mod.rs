@@ -1153,11 +1153,12 @@ impl Engine {
         })?;
         let spec_bytes =
             serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-        fsutil::write_atomic(&bundle.join("config.json"), &spec_bytes)
+        // Read by libcontainer at once; after a power loss no container is created from it.
+        fsutil::write_atomic_unsynced(&bundle.join("config.json"), &spec_bytes)
             .ctx(|| "write config.json".into())?;
         // The record exists before the monitor creates anything, so a crash in between leaves
         // a container the daemon knows about (and can remove), never an orphan.
-        self.store.save_container(rec)?;
+        self.store.save_container_draft(rec)?;
         let reply = client::call(
             &self.pod_dir(&pod.id),
             &Request::Create(CreateRequest {

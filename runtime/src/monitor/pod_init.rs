@@ -75,7 +75,10 @@ pub fn start(pod_dir: &Path) -> std::io::Result<i32> {
                 None::<&str>,
             )
             .map_err(std::io::Error::from)?;
-            crate::fsutil::write_atomic(&pod_dir.join(PID_FILE), pid.to_string().as_bytes())?;
+            crate::fsutil::write_atomic_unsynced(
+                &pod_dir.join(PID_FILE),
+                pid.to_string().as_bytes(),
+            )?;
             Ok(pid)
         }
     }

@@ -125,7 +125,7 @@ fn setup(args: &MonitorArgs) -> std::io::Result<std::os::unix::net::UnixListener
     let listener = std::os::unix::net::UnixListener::bind(&addr)?;
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
-    crate::fsutil::write_atomic(
+    crate::fsutil::write_atomic_unsynced(
         &args.dir.join(PID_FILE),
         std::process::id().to_string().as_bytes(),
     )?;
@@ -503,7 +503,7 @@ impl Monitor {
                 for p in pumps {
                     let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
                 }
-                if let Err(e) = crate::fsutil::write_json_atomic(&exit_file, &rec) {
+                if let Err(e) = crate::fsutil::write_json_atomic_unsynced(&exit_file, &rec) {
                     tracing::error!(%id, err = %e, "cannot record exit");
                 }
                 exit.send_replace(Some(rec));
