@@ -8,7 +8,7 @@
 #   scripts/bench.sh [ITERATIONS]     (pod lifecycle iterations per runtime, default 30)
 #
 # Environment: CRUST_BENCH_DENSITY="20 100" (concurrent pod counts), CRUST_BENCH_LIST=100
-# (containers for the List* latencies), CRUST_BENCH_PULL_ROUNDS=3, CRUST_BENCH_KEEP=1 (keep the
+# (containers for the List* latencies), CRUST_BENCH_PULL_ROUNDS=5, CRUST_BENCH_KEEP=1 (keep the
 # work dir and daemons for a look afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ N=${1:-30}
 ROUNDS=3
 DENSITY=${CRUST_BENCH_DENSITY:-20 100}
 LIST=${CRUST_BENCH_LIST:-100}
-PULL_ROUNDS=${CRUST_BENCH_PULL_ROUNDS:-3}
+PULL_ROUNDS=${CRUST_BENCH_PULL_ROUNDS:-5}
 bash scripts/setup.sh
 if ! command -v containerd >/dev/null || ! command -v runc >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends containerd runc >/dev/null
@@ -123,8 +123,18 @@ for pods in $DENSITY; do
 done
 for rt in crust containerd; do echo "== list $LIST: $rt"; bench "$rt" list --containers "$LIST" -n 30; done
 
-# Cold pulls: each round a fresh daemon with an empty store, crust and containerd alternating.
+# Cold pulls: each round a fresh daemon with an empty store, crust and containerd alternating,
+# both storing on a new ext4 filesystem (a loop file, mkfs defaults: journal on). On the host's
+# filesystem a pull's speed depended on what had been deleted there in the last minutes: ext4
+# without a journal skips inodes freed recently when it allocates, and the runs above (and any
+# test run before the benchmark) free tens of thousands, so the same pull took 70 ms in one
+# run and 190 in the next, for both runtimes.
 kill "$CRUSTD" "$CTRD" 2>/dev/null; wait "$CRUSTD" "$CTRD" 2>/dev/null || true
+PULLFS=$W/pullfs
+mkdir -p "$PULLFS"
+truncate -s 4G "$W/pullfs.img"
+mkfs.ext4 -q -F "$W/pullfs.img"
+mount -o loop "$W/pullfs.img" "$PULLFS"
 pull_ms() { # socket image
   local t0 t1
   t0=$(date +%s%N)
@@ -135,14 +145,15 @@ pull_ms() { # socket image
 for img in busybox big; do
   ref=$IMAGE; [ "$img" = big ] && ref=$BIG
   for r in $(seq "$PULL_ROUNDS"); do
-    start_crust "$W/crust-pull-$img-$r"; P=$STARTED
-    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$W/crust-pull-$img-$r/crust.sock" "$ref")" >>"$W/crust.jsonl"
+    start_crust "$PULLFS/crust-$img-$r"; P=$STARTED
+    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$PULLFS/crust-$img-$r/crust.sock" "$ref")" >>"$W/crust.jsonl"
     kill "$P"; wait "$P" 2>/dev/null || true
-    start_ctrd "$W/ctrd-pull-$img-$r"; P=$STARTED
-    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$W/ctrd-pull-$img-$r/containerd.sock" "$ref")" >>"$W/containerd.jsonl"
+    start_ctrd "$PULLFS/ctrd-$img-$r"; P=$STARTED
+    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$PULLFS/ctrd-$img-$r/containerd.sock" "$ref")" >>"$W/containerd.jsonl"
     kill "$P"; wait "$P" 2>/dev/null || true
   done
 done
+umount "$PULLFS"
 
 python3 scripts/bench-report.py "$W/crust.jsonl" "$W/containerd.jsonl" \
   --crustd target/release/crustd --crustctl target/release/crustctl \
