@@ -123,20 +123,26 @@ for pods in $DENSITY; do
 done
 for rt in crust containerd; do echo "== list $LIST: $rt"; bench "$rt" list --containers "$LIST" -n 30; done
 
-# Cold pulls: each round a fresh daemon with an empty store, crust and containerd alternating,
-# both storing on a new ext4 filesystem (a loop file, mkfs defaults: journal on). On the host's
-# filesystem a pull's speed depended on what had been deleted there in the last minutes: ext4
-# without a journal skips inodes freed recently when it allocates, and the runs above (and any
-# test run before the benchmark) free tens of thousands, so the same pull took 70 ms in one
-# run and 190 in the next, for both runtimes.
+# Cold pulls: each round a fresh daemon with an empty store on a new ext4 filesystem of its own
+# (a loop file, mkfs defaults: journal on), crust and containerd alternating, with the page
+# cache written back before each. On the host's filesystem a pull's speed depended on what
+# had been deleted there in the last minutes (ext4 without a journal skips inodes freed
+# recently when it allocates, and the runs above free tens of thousands: the same pull took
+# 70 ms in one run and 190 in the next, for both runtimes), and on one shared filesystem on
+# what the rounds before had left to write back.
 kill "$CRUSTD" "$CTRD" 2>/dev/null; wait "$CRUSTD" "$CTRD" 2>/dev/null || true
-PULLFS=$W/pullfs
-mkdir -p "$PULLFS"
-truncate -s 4G "$W/pullfs.img"
-mkfs.ext4 -q -F "$W/pullfs.img"
-mount -o loop "$W/pullfs.img" "$PULLFS"
+fresh_fs() { # dir: a new ext4 filesystem mounted there
+  mkdir -p "$1"
+  truncate -s 2G "$1.img"
+  mkfs.ext4 -q -F "$1.img"
+  mount -o loop "$1.img" "$1"
+}
+drop_fs() { # dir
+  umount "$1" && rm -f "$1.img"
+}
 pull_ms() { # socket image
   local t0 t1
+  sync
   t0=$(date +%s%N)
   target/release/crustctl --socket "$1" pull "$2" >/dev/null
   t1=$(date +%s%N)
@@ -145,15 +151,14 @@ pull_ms() { # socket image
 for img in busybox big; do
   ref=$IMAGE; [ "$img" = big ] && ref=$BIG
   for r in $(seq "$PULL_ROUNDS"); do
-    start_crust "$PULLFS/crust-$img-$r"; P=$STARTED
-    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$PULLFS/crust-$img-$r/crust.sock" "$ref")" >>"$W/crust.jsonl"
-    kill "$P"; wait "$P" 2>/dev/null || true
-    start_ctrd "$PULLFS/ctrd-$img-$r"; P=$STARTED
-    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$PULLFS/ctrd-$img-$r/containerd.sock" "$ref")" >>"$W/containerd.jsonl"
-    kill "$P"; wait "$P" 2>/dev/null || true
+    d=$W/pull-crust; fresh_fs "$d"; start_crust "$d"; P=$STARTED
+    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$d/crust.sock" "$ref")" >>"$W/crust.jsonl"
+    kill "$P"; wait "$P" 2>/dev/null || true; drop_fs "$d"
+    d=$W/pull-ctrd; fresh_fs "$d"; start_ctrd "$d"; P=$STARTED
+    printf '{"workload":"pull","image":"%s","ms":%s}\n' "$img" "$(pull_ms "$d/containerd.sock" "$ref")" >>"$W/containerd.jsonl"
+    kill "$P"; wait "$P" 2>/dev/null || true; drop_fs "$d"
   done
 done
-umount "$PULLFS"
 
 python3 scripts/bench-report.py "$W/crust.jsonl" "$W/containerd.jsonl" \
   --crustd target/release/crustd --crustctl target/release/crustctl \

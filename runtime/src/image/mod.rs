@@ -569,9 +569,9 @@ impl ImageStore {
         layer: &oci::Descriptor,
         diff_id: &str,
         chain_id: &str,
-    ) -> Result<(tokio::sync::mpsc::Sender<Vec<u8>>, StreamedUnpack), ImageError> {
+    ) -> Result<(tokio::sync::mpsc::Sender<bytes::Bytes>, StreamedUnpack), ImageError> {
         let tmp_dir = self.new_unpack_dir()?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
         let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel::<bool>();
         let (what, diff_id, snapshot) = (
             layer.digest.clone(),
@@ -872,37 +872,32 @@ impl StreamedUnpack {
     }
 }
 
-/// Reads the chunks a download hands over; the end of the channel is the end of the stream.
+/// Reads the chunks a download hands over (the very buffers it received, shared, not
+/// copied); the end of the channel is the end of the stream.
 struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    pos: usize,
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    chunk: bytes::Bytes,
 }
 
 impl ChannelReader {
-    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+    fn new(rx: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Self {
         ChannelReader {
             rx,
-            chunk: Vec::new(),
-            pos: 0,
+            chunk: bytes::Bytes::new(),
         }
     }
 }
 
 impl std::io::Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.chunk.len() {
+        while self.chunk.is_empty() {
             match self.rx.blocking_recv() {
-                Some(c) => {
-                    self.chunk = c;
-                    self.pos = 0;
-                }
+                Some(c) => self.chunk = c,
                 None => return Ok(0),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
     }
 }

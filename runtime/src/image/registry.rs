@@ -561,7 +561,7 @@ impl Session {
         digest: &str,
         size: u64,
         dest: &Path,
-        tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
         progress: Option<&std::sync::atomic::AtomicU64>,
     ) -> Result<u64, ImageError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
@@ -577,7 +577,7 @@ impl Session {
         digest: &str,
         size: u64,
         dest: &Path,
-        tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
         progress: Option<&std::sync::atomic::AtomicU64>,
     ) -> Result<u64, ImageError> {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -600,7 +600,7 @@ impl Session {
         digest: &str,
         size: u64,
         dest: &Path,
-        mut tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        mut tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
         progress: Option<&std::sync::atomic::AtomicU64>,
     ) -> Result<u64, ImageError> {
         let url = url.to_string();
@@ -681,7 +681,7 @@ impl Session {
                         .await
                         .map_err(|e| ImageError::io(format!("write {}", dest.display()), e))?;
                     if let Some(t) = &tee
-                        && t.send(chunk.to_vec()).await.is_err()
+                        && t.send(chunk.clone()).await.is_err()
                     {
                         // The unpacker stopped (a bad layer): keep downloading to verify.
                         tee = None;
