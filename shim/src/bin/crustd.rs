@@ -76,6 +76,8 @@ enum ConfigCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread exists, so none has an arena of its own yet.
+    crust_shim::heap::one_arena();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Monitor {
@@ -194,7 +196,7 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
             .watch_exits(std::time::Duration::from_millis(200)),
     );
     tokio::spawn(engine.clone().sample_layer_usage());
-    tokio::spawn(crust_shim::heap::trim_after_big_answers());
+    tokio::spawn(crust_shim::heap::trim_when_quiet());
 
     if let Some(dir) = cfg.listen.parent() {
         crust_runtime::fsutil::ensure_private_dir(dir)

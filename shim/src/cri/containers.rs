@@ -205,7 +205,6 @@ pub async fn list(
             keep.then(|| to_cri(c))
         })
         .await;
-    crate::heap::answered(containers.len());
     Ok(cri::ListContainersResponse { containers })
 }
 

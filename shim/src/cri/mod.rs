@@ -129,6 +129,7 @@ where
     let id = id.as_ref();
     let start = Instant::now();
     let result = fut.await;
+    crate::heap::worked();
     let secs = start.elapsed().as_secs_f64();
     let ms = secs * 1000.0;
     match result {
