@@ -263,6 +263,10 @@ impl Store {
         fsutil::write_json_atomic_unsynced(&p, rec).ctx(|| format!("write {}", p.display()))
     }
 
+    pub fn pod_count(&self) -> usize {
+        self.pods.read().expect("pods lock").len()
+    }
+
     pub fn pod(&self, id: &str) -> Option<Shared<PodRecord>> {
         self.pods.read().expect("pods lock").get(id).cloned()
     }

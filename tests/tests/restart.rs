@@ -141,6 +141,9 @@ async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
     assert_eq!(d.terminate(), Some(0));
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(!d.socket.exists(), "the socket is removed on a clean stop");
+    // The pod's monitor keeps its place in crust's monitors cgroup.
+    let monitors = format!("{}/crust-monitors", d.cgroup_root);
+    assert!(crust_e2e::cgroup_exists(&monitors));
     drop(c);
     d.spawn().await.unwrap();
     let mut c = d.cri().await.unwrap();
@@ -148,7 +151,15 @@ async fn sigterm_stops_the_daemon_cleanly_and_leaves_containers_running() {
         c.status(&id).await.unwrap().state,
         cri::ContainerState::ContainerRunning as i32
     );
+    // With no pod left, a clean stop takes the monitors cgroup away too.
+    c.remove_pod(&pod).await.unwrap();
     drop(c);
+    assert_eq!(d.terminate(), Some(0));
+    assert!(
+        !crust_e2e::cgroup_exists(&monitors),
+        "{monitors} left after the last pod and a clean stop"
+    );
+    d.spawn().await.unwrap();
     d.shutdown().await;
 }
 

@@ -28,6 +28,17 @@ impl Engine {
         }
     }
 
+    /// Removes the monitors' cgroup when no pod is left (crustd stopping on a node being
+    /// emptied or uninstalled); with pods it stays, holding their monitors.
+    pub fn release_monitors_cgroup(&self) {
+        if self.store.pod_count() > 0 {
+            return;
+        }
+        if let Err(e) = self.hierarchy.remove(&self.monitors_cgroup()) {
+            tracing::debug!(err = %e, "monitors' cgroup stays");
+        }
+    }
+
     /// Writes pod `pod_id`'s monitor (`pid`) into the monitors' cgroup, in the background.
     /// Only a process that is still that pod's monitor is moved (its command line names the
     /// pod's state dir), never whatever process reused the pid.

@@ -259,7 +259,7 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
     let layers = tower::ServiceBuilder::new()
         .layer(telemetry::grpc::TraceLayer)
         .layer(crust_shim::cri::undecodable::Layer)
-        .layer(crust_shim::cri::pod_resources::Layer(engine))
+        .layer(crust_shim::cri::pod_resources::Layer(engine.clone()))
         .into_inner();
     let server = tonic::transport::Server::builder()
         .layer(layers)
@@ -296,6 +296,7 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
         }
     }
     let _ = std::fs::remove_file(&cfg.listen);
+    engine.release_monitors_cgroup();
     tracing::info!("crustd stopped; containers keep running under their monitors");
     Ok(())
 }
