@@ -66,6 +66,8 @@ pub struct Engine {
     cpu_samples: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
     /// Writable-layer usage per container as last measured (see usage.rs).
     layer_usage: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// When a stats list last used those samples (nanoseconds since the epoch).
+    layer_usage_wanted: std::sync::atomic::AtomicU64,
 }
 
 /// A lifecycle change of a container, or of a pod sandbox (then `container_id` is the pod id,
@@ -194,6 +196,7 @@ impl Engine {
             pod_cidr: std::sync::Mutex::new(String::new()),
             cpu_samples: std::sync::Mutex::new(std::collections::HashMap::new()),
             layer_usage: std::sync::Mutex::new(std::collections::HashMap::new()),
+            layer_usage_wanted: std::sync::atomic::AtomicU64::new(0),
         };
         engine.make_monitors_cgroup();
         Ok(engine)

@@ -3,8 +3,10 @@
 //! Cgroup files are read on every call (they are cheap and kubelet wants them current). The
 //! writable layer is a directory walk, so lists use the size last measured: a background task
 //! measures running containers every [`LAYER_SAMPLE_PERIOD`] (containerd's CRI plugin also
-//! refreshes its snapshot sizes every 10 s), and ContainerStats of one container measures it
-//! anew. With 1,000 containers this keeps ListContainerStats to the cgroup reads.
+//! refreshes its snapshot sizes every 10 s) while stats lists are being asked for, and
+//! ContainerStats of one container measures it anew. With 1,000 containers this keeps
+//! ListContainerStats to the cgroup reads. Nobody asking for [`LAYER_SAMPLES_KEPT`] stops the
+//! sampling and drops the samples: the next list measures what it needs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +21,8 @@ use crate::store::{ContainerRecord, ContainerState, PodRecord};
 use super::{ContainerUsage, Engine, PodUsage, parse_net_dev};
 
 pub const LAYER_SAMPLE_PERIOD: Duration = Duration::from_secs(10);
+/// How long the samples are kept up to date after the last stats list.
+pub const LAYER_SAMPLES_KEPT: Duration = Duration::from_secs(60);
 
 /// Bytes and inodes of a writable layer.
 type LayerUsage = (u64, u64);
@@ -160,6 +164,10 @@ impl Engine {
                 targets.push(t);
             }
         }
+        self.layer_usage_wanted.store(
+            now_nanos().max(0) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
             let layers = engine.layer_usage.lock().expect("layer usage lock").clone();
@@ -222,10 +230,19 @@ impl Engine {
     }
 
     /// Measures the writable layers of running containers every [`LAYER_SAMPLE_PERIOD`] and
-    /// forgets the ones of containers that are gone. Runs for the daemon's life.
+    /// forgets the ones of containers that are gone, while stats lists use them (see the
+    /// module doc). Runs for the daemon's life.
     pub async fn sample_layer_usage(self: Arc<Self>) {
         loop {
             tokio::time::sleep(LAYER_SAMPLE_PERIOD).await;
+            let wanted = self
+                .layer_usage_wanted
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let idle = (now_nanos().max(0) as u64).saturating_sub(wanted);
+            if idle > LAYER_SAMPLES_KEPT.as_nanos() as u64 {
+                self.layer_usage.lock().expect("layer usage lock").clear();
+                continue;
+            }
             let running = self
                 .select_containers(|c| {
                     (c.state == ContainerState::Running)
