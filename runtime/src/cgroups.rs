@@ -143,6 +143,19 @@ impl Hierarchy {
         fs::write(dir.join("cgroup.procs"), pid.to_string())
     }
 
+    /// Removes cgroup `path` made by [`Hierarchy::create_single`]. Missing is fine; EBUSY
+    /// while a process is still in it.
+    pub fn remove_single(&self, path: &str) -> io::Result<()> {
+        validate_path(path)?;
+        let dir = self
+            .single_dir(path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup hierarchy"))?;
+        match fs::remove_dir(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes cgroup `path` (not its parents) from every hierarchy. Missing is fine.
     pub fn remove(&self, path: &str) -> io::Result<()> {
         validate_path(path)?;

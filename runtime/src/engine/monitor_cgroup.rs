@@ -29,12 +29,22 @@ impl Engine {
     }
 
     /// Removes the monitors' cgroup when no pod is left (crustd stopping on a node being
-    /// emptied or uninstalled); with pods it stays, holding their monitors.
+    /// emptied or uninstalled); with pods it stays, holding their monitors. The monitor of a
+    /// pod removed just before may still be on its way out: it gets a second.
     pub fn release_monitors_cgroup(&self) {
         if self.store.pod_count() > 0 {
             return;
         }
-        if let Err(e) = self.hierarchy.remove(&self.monitors_cgroup()) {
+        let cgroup = self.monitors_cgroup();
+        let mut result = self.hierarchy.remove_single(&cgroup);
+        for _ in 0..50 {
+            if !matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            result = self.hierarchy.remove_single(&cgroup);
+        }
+        if let Err(e) = result {
             tracing::debug!(err = %e, "monitors' cgroup stays");
         }
     }

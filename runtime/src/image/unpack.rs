@@ -447,12 +447,23 @@ mod tests {
     }
 
     fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, body: &[u8]) {
+        owned_file(b, path, body, 0o644, (0, 0), 0);
+    }
+
+    fn owned_file(
+        b: &mut tar::Builder<Vec<u8>>,
+        path: &str,
+        body: &[u8],
+        mode: u32,
+        (uid, gid): (u64, u64),
+        mtime: u64,
+    ) {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(mtime);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, path, body).unwrap();
     }
@@ -509,16 +520,9 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let l = layer(|b| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(big.len() as u64);
-            h.set_mode(0o4750);
-            h.set_uid(1234);
-            h.set_gid(5678);
-            h.set_mtime(1_700_000_000);
-            h.set_entry_type(tar::EntryType::Regular);
             b.append_pax_extensions([("SCHILY.xattr.user.crust", b"kept".as_slice())])
                 .unwrap();
-            b.append_data(&mut h, "bin/tool", big.as_slice()).unwrap();
+            owned_file(b, "bin/tool", &big, 0o4750, (1234, 5678), 1_700_000_000);
             file(b, "epoch", b"");
         });
         let dest = tempfile::tempdir().unwrap();
