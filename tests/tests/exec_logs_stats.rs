@@ -209,10 +209,13 @@ async fn a_command_missing_from_the_image_is_invalid_argument_and_leaks_nothing(
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("no-such-probe"), "{}", e.message());
     }
-    assert_eq!(
-        fds(),
-        before,
-        "the monitor's descriptors after 20 failed execs"
+    // The last exec's connection may still be closing on the monitor's side (seen once in the
+    // slow qemu guest: one descriptor more); a leak (four per failed exec before the fix) stays.
+    let settled = eventually(LONG, || async { fds() == before }).await;
+    assert!(
+        settled,
+        "the monitor's descriptors after 20 failed execs: {} (before: {before})",
+        fds()
     );
     // And the container still execs.
     let ok = c.exec(&id, &["echo", "fine"], 5).await.unwrap();
