@@ -24,7 +24,7 @@ type Started = (
     Vec<OwnedFd>,
     tokio::sync::oneshot::Receiver<monitor::ExitRecord>,
 );
-use super::server::{Monitor, err, failure_kind, thread_count};
+use super::server::{Monitor, err, libcontainer_build};
 
 impl Monitor {
     pub(super) async fn exec_stream(
@@ -80,31 +80,7 @@ impl Monitor {
         tty: bool,
         stdin: bool,
     ) -> Result<Started, Reply> {
-        let bundle = {
-            let ctrs = self.ctrs.borrow();
-            let c = ctrs.get(id).ok_or_else(|| {
-                err(
-                    ErrorKind::NotFound,
-                    format!("container {id} is not in this pod's monitor"),
-                )
-            })?;
-            if c.exit.borrow().is_some() {
-                return Err(err(
-                    ErrorKind::InvalidState,
-                    format!("container {id} is not running"),
-                ));
-            }
-            c.bundle.clone()
-        };
-        if cmd.is_empty() {
-            return Err(err(ErrorKind::InvalidArgument, "exec needs a command"));
-        }
-        if thread_count() != 1 {
-            return Err(err(
-                ErrorKind::Failed,
-                "monitor is not single-threaded; refusing to fork an exec",
-            ));
-        }
+        let bundle = self.exec_target(id, &cmd)?;
         // The container's own process (user, groups, env, cwd, capabilities, no_new_privs,
         // AppArmor) with the command and terminal swapped in.
         let mut process = std::fs::read(bundle.join("config.json"))
@@ -145,7 +121,7 @@ impl Monitor {
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_executor(DefaultExecutor {})
             .with_root_path(&self.lc_root)
-            .map_err(|e| err(failure_kind(&e), format!("exec in container {id}: {e}")))?;
+            .map_err(|e| err(ErrorKind::Failed, format!("exec in container {id}: {e}")))?;
         let console = if tty {
             Some(
                 super::console::ConsoleSocket::bind(&self.dir, &crate::ids::new_id())
@@ -177,14 +153,13 @@ impl Monitor {
                 .with_stdout(out_w)
                 .with_stderr(err_w)
         };
-        let pid = super::fds::closing_leaks_on_failure(|| {
+        let pid = libcontainer_build(&format!("exec in container {id}"), || {
             builder
                 .as_tenant()
                 .with_process(Some(process_file))
                 .with_detach(true)
                 .build()
-        })
-        .map_err(|e| err(failure_kind(&e), format!("exec in container {id}: {e}")))?
+        })?
         .as_raw();
         // Registered before anything yields, so the reaper cannot miss the exit.
         let (tx, rx) = tokio::sync::oneshot::channel();

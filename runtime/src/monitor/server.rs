@@ -271,12 +271,29 @@ async fn handle_conn(mon: Rc<Monitor>, mut stream: UnixStream) {
 ///
 /// By its text: libcontainer's typed error for this (its channel's `ExecError`) is wrapped in
 /// `CreateContainerError`, whose fields are private and which names no source.
-pub(super) fn failure_kind(e: &dyn std::error::Error) -> ErrorKind {
+fn failure_kind(e: &dyn std::error::Error) -> ErrorKind {
     if e.to_string().contains("exec process failed with error") {
         ErrorKind::InvalidArgument
     } else {
         ErrorKind::Failed
     }
+}
+
+/// Runs one libcontainer build (a container's create, or an exec) in this process, which
+/// must be single-threaded: libcontainer clones it. What a failed build left open is closed
+/// (fds.rs) and the failure becomes the reply, `what` naming the operation.
+pub(super) fn libcontainer_build<T, E: std::error::Error>(
+    what: &str,
+    build: impl FnOnce() -> Result<T, E>,
+) -> Result<T, Reply> {
+    if thread_count() != 1 {
+        return Err(err(
+            ErrorKind::Failed,
+            format!("monitor is not single-threaded; refusing to {what}"),
+        ));
+    }
+    super::fds::closing_leaks_on_failure(build)
+        .map_err(|e| err(failure_kind(&e), format!("{what}: {e}")))
 }
 
 pub(super) fn err(kind: ErrorKind, message: impl Into<String>) -> Reply {
@@ -286,7 +303,7 @@ pub(super) fn err(kind: ErrorKind, message: impl Into<String>) -> Reply {
     }
 }
 
-pub(super) fn thread_count() -> usize {
+fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -303,12 +320,6 @@ impl Monitor {
             return err(
                 ErrorKind::InvalidState,
                 format!("container {} already exists in this pod", req.id),
-            );
-        }
-        if thread_count() != 1 {
-            return err(
-                ErrorKind::Failed,
-                "monitor is not single-threaded; refusing to fork a container",
             );
         }
         let log: SharedLog = Rc::new(RefCell::new(None));
@@ -361,7 +372,7 @@ impl Monitor {
             None
         };
         let console_addr = console.as_ref().map(|c| c.addr.clone());
-        let built = super::fds::closing_leaks_on_failure(|| {
+        let built = libcontainer_build("create container", || {
             ContainerBuilder::new(req.id.clone(), SyscallType::default())
                 .with_executor(DefaultExecutor {})
                 .with_root_path(&self.lc_root)
@@ -381,11 +392,11 @@ impl Monitor {
         });
         let container = match built {
             Ok(c) => c,
-            Err(e) => {
-                tracing::error!(id = %req.id, err = %e, "create failed");
+            Err(reply) => {
+                tracing::error!(id = %req.id, ?reply, "create failed");
                 // libcontainer may have left its state dir behind; it is ours to clear.
                 let _ = std::fs::remove_dir_all(self.lc_root.join(&req.id));
-                return err(failure_kind(&e), format!("create container: {e}"));
+                return reply;
             }
         };
         let Some(pid) = container.pid().map(|p| p.as_raw()) else {
@@ -530,6 +541,27 @@ impl Monitor {
         }
     }
 
+    /// The bundle of running container `id`, to exec `cmd` in; else the reply saying why not.
+    pub(super) fn exec_target(&self, id: &str, cmd: &[String]) -> Result<PathBuf, Reply> {
+        let ctrs = self.ctrs.borrow();
+        let c = ctrs.get(id).ok_or_else(|| {
+            err(
+                ErrorKind::NotFound,
+                format!("container {id} is not in this pod's monitor"),
+            )
+        })?;
+        if c.exit.borrow().is_some() {
+            return Err(err(
+                ErrorKind::InvalidState,
+                format!("container {id} is not running"),
+            ));
+        }
+        if cmd.is_empty() {
+            return Err(err(ErrorKind::InvalidArgument, "exec needs a command"));
+        }
+        Ok(c.bundle.clone())
+    }
+
     fn exited(&self, id: &str) -> Option<Option<ExitRecord>> {
         self.ctrs.borrow().get(id).map(|c| c.exit.borrow().clone())
     }
@@ -605,30 +637,10 @@ impl Monitor {
         timeout_secs: i64,
         max_output: usize,
     ) -> Reply {
-        match self.exited(id) {
-            None => {
-                return err(
-                    ErrorKind::NotFound,
-                    format!("container {id} is not in this pod's monitor"),
-                );
-            }
-            Some(Some(_)) => {
-                return err(
-                    ErrorKind::InvalidState,
-                    format!("container {id} is not running"),
-                );
-            }
-            Some(None) => {}
-        }
-        if cmd.is_empty() {
-            return err(ErrorKind::InvalidArgument, "exec needs a command");
-        }
-        if thread_count() != 1 {
-            return err(
-                ErrorKind::Failed,
-                "monitor is not single-threaded; refusing to fork an exec",
-            );
-        }
+        let bundle = match self.exec_target(id, &cmd) {
+            Ok(b) => b,
+            Err(reply) => return reply,
+        };
         let pipes = (|| -> std::io::Result<_> {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -640,12 +652,6 @@ impl Monitor {
         };
         // The tenant builder takes the spec's env but not its user or cwd: pass those on, so
         // the command runs as the container's process does.
-        let bundle = self
-            .ctrs
-            .borrow()
-            .get(id)
-            .map(|c| c.bundle.clone())
-            .unwrap_or_default();
         let process = std::fs::read(bundle.join("config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -662,7 +668,7 @@ impl Monitor {
             })
             .unwrap_or_default();
         let cwd = process["cwd"].as_str().map(PathBuf::from);
-        let built = super::fds::closing_leaks_on_failure(|| {
+        let built = libcontainer_build(&format!("exec in container {id}"), || {
             ContainerBuilder::new(id.to_string(), SyscallType::default())
                 .with_executor(DefaultExecutor {})
                 .with_root_path(&self.lc_root)
@@ -680,7 +686,7 @@ impl Monitor {
         });
         let pid = match built {
             Ok(p) => p.as_raw(),
-            Err(e) => return err(failure_kind(&e), format!("exec in container {id}: {e}")),
+            Err(reply) => return reply,
         };
         // Registered before this task yields, so the reaper cannot miss the exit.
         let (tx, rx) = tokio::sync::oneshot::channel();
