@@ -138,20 +138,17 @@ impl Engine {
         let rec = self.container(id).await?;
         let target = self.target(rec).await?;
         let engine = self.clone();
-        // No samples given: the layer is measured now, and kept.
-        let measured = tokio::task::spawn_blocking(move || {
-            engine.measure_all(vec![target], &HashMap::new()).pop()
+        let (layer, usage) = tokio::task::spawn_blocking(move || {
+            let layer = crate::image::unpack::disk_usage(&target.upper);
+            let usage = engine.measure(target, layer);
+            (layer, usage)
         })
         .await
         .map_err(|e| Error::Internal(format!("measure container: {e}")))?;
-        let (usage, fresh) =
-            measured.ok_or_else(|| Error::Internal("measure container: no result".into()))?;
-        if let Some(layer) = fresh {
-            self.layer_usage
-                .lock()
-                .expect("layer usage lock")
-                .insert(usage.0.id.clone(), layer);
-        }
+        self.layer_usage
+            .lock()
+            .expect("layer usage lock")
+            .insert(usage.0.id.clone(), layer);
         Ok(usage)
     }
 
