@@ -37,6 +37,8 @@ pub enum Error {
     Monitor(#[from] MonitorError),
     #[error("pod network: {0}")]
     Network(#[from] crate::network::CniError),
+    #[error("host ports: {0}")]
+    HostPorts(#[from] crate::network::HostPortError),
     #[error("{0}")]
     Internal(String),
 }

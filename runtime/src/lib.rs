@@ -1,8 +1,10 @@
 //! crust's engine. It knows images, snapshots, pods, containers, cgroups, monitors and persisted
 //! state, and nothing of gRPC: the shim translates between CRI calls and this API.
 
+pub mod build;
 pub mod cgroups;
 pub mod container;
+pub mod dirwatch;
 pub mod engine;
 pub mod error;
 pub mod fsutil;

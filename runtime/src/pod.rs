@@ -16,31 +16,39 @@ pub const SHM_DIR: &str = "shm";
 /// Docker's and containerd's default /dev/shm size.
 pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
-/// The hostname a pod gets: the CRI one, else the pod name (as containerd does), cut to the
-/// kernel's 64-byte limit.
+/// The hostname a pod gets: the CRI one (kubelet always sends one), else the pod name as
+/// kubelet would make it a hostname: characters a hostname cannot hold become '-', cut to 63
+/// bytes (a DNS label) without a trailing '-' or '.'. Only an explicit hostname is refused.
 pub fn hostname_for(config: &cri::PodSandboxConfig, host_network: bool) -> Result<String> {
     if host_network {
         return Ok(nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default());
     }
-    let name = if !config.hostname.is_empty() {
-        config.hostname.clone()
-    } else {
-        config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default()
-    };
-    if name.len() > 64
-        || name
-            .bytes()
-            .any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
-    {
-        return Err(Error::InvalidArgument(format!(
-            "hostname {name:?} is not a valid hostname (at most 64 of a-z, 0-9, '-', '.')"
-        )));
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    if !config.hostname.is_empty() {
+        let name = &config.hostname;
+        if name.len() > 64 || !name.bytes().all(valid) {
+            return Err(Error::InvalidArgument(format!(
+                "hostname {name:?} is not a valid hostname (at most 64 of a-z, 0-9, '-', '.')"
+            )));
+        }
+        return Ok(name.clone());
+    }
+    let pod_name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
+    let mut name: String = pod_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && valid(c as u8) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    while name.ends_with(['-', '.']) {
+        name.pop();
     }
     Ok(name)
 }
@@ -261,6 +269,12 @@ mod tests {
         assert_eq!(hostname_for(&c, false).unwrap(), "web-0");
         c.hostname = "bad host".into();
         assert!(hostname_for(&c, false).is_err());
+        // Without a hostname, a long pod name is cut to a DNS label, as kubelet cuts it.
+        c.hostname.clear();
+        c.metadata.as_mut().unwrap().name = format!("{}-x", "a".repeat(62));
+        assert_eq!(hostname_for(&c, false).unwrap(), "a".repeat(62));
+        c.metadata.as_mut().unwrap().name = "web_0:é".into();
+        assert_eq!(hostname_for(&c, false).unwrap(), "web-0");
         let node = nix::unistd::gethostname().unwrap();
         assert_eq!(hostname_for(&c, true).unwrap(), node.to_string_lossy());
     }

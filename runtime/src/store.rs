@@ -98,7 +98,8 @@ pub struct ContainerRecord {
     /// Absolute CRI log path, or empty when the container has no log.
     pub log_path: String,
     pub stop_signal: i32,
-    /// Snapshots the rootfs mounts, kept from garbage collection while the container exists.
+    /// Snapshots the rootfs and image volumes mount, kept from garbage collection while the
+    /// container exists.
     pub chain_ids: Vec<String>,
     pub pid: i32,
     /// The user the process runs as, once resolved against the image at create.

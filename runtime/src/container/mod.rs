@@ -3,6 +3,7 @@
 
 pub mod devices;
 pub mod mounts;
+pub mod overlay;
 pub mod rootfs;
 pub mod seccomp_default;
 pub mod security;

@@ -24,6 +24,21 @@ pub struct BindMounts {
     pub rootfs_propagation: Option<&'static str>,
 }
 
+impl BindMounts {
+    /// A bind mount of `source` at `destination`; a later mount over a default or earlier one
+    /// replaces it, as in Docker.
+    fn bind(&mut self, destination: &str, source: &Path, options: Vec<String>) {
+        self.mounts
+            .retain(|x| x["destination"] != json!(destination));
+        self.mounts.push(json!({
+            "destination": destination,
+            "type": "bind",
+            "source": source,
+            "options": options,
+        }));
+    }
+}
+
 /// `path` is absolute and has no `..` component; `what` names the field in the error.
 pub fn validate_container_path(path: &str, what: &str) -> Result<()> {
     let p = Path::new(path);
@@ -53,16 +68,51 @@ pub fn recursive_read_only_supported() -> bool {
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
 }
 
-pub fn cri_mounts(mounts: &[cri::Mount]) -> Result<BindMounts> {
+/// The options a CRI mount's `mount_options` may add (CRI 1.36): flags of the bind mount
+/// itself, nothing that changes what is mounted or its propagation.
+const EXTRA_BIND_OPTIONS: &[&str] = &[
+    "noexec",
+    "exec",
+    "nodev",
+    "dev",
+    "nosuid",
+    "suid",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "diratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+];
+
+/// The OCI mounts for the request's `mounts`. Image volumes (`mount.image`) are bound from
+/// `image_sources`: the container path and the host directory the engine mounted the image
+/// (and its `image_sub_path`) on.
+pub fn cri_mounts(
+    mounts: &[cri::Mount],
+    image_sources: &[(String, PathBuf)],
+) -> Result<BindMounts> {
     use cri::MountPropagation as P;
     let mut out = BindMounts::default();
     for m in mounts {
         validate_container_path(&m.container_path, "mount container_path")?;
         if m.image.is_some() {
-            return Err(Error::InvalidArgument(format!(
-                "mount {:?}: image volume sources are not supported by crust yet",
-                m.container_path
-            )));
+            let source = image_sources
+                .iter()
+                .find(|(path, _)| *path == m.container_path)
+                .map(|(_, source)| source)
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "mount {:?}: the image volume was not prepared",
+                        m.container_path
+                    ))
+                })?;
+            let mut options = vec!["rbind".to_string(), "rprivate".into(), "ro".into()];
+            options.extend(m.mount_options.iter().cloned());
+            out.bind(&m.container_path, source, options);
+            continue;
         }
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -124,15 +174,17 @@ pub fn cri_mounts(mounts: &[cri::Mount]) -> Result<BindMounts> {
         if m.readonly {
             options.push("ro".into());
         }
-        // A later mount over a default or earlier one replaces it, as in Docker.
-        out.mounts
-            .retain(|x| x["destination"] != json!(m.container_path));
-        out.mounts.push(json!({
-            "destination": m.container_path,
-            "type": "bind",
-            "source": host,
-            "options": options,
-        }));
+        for o in &m.mount_options {
+            if !EXTRA_BIND_OPTIONS.contains(&o.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "mount {:?}: mount option {o:?} is not one of {}",
+                    m.container_path,
+                    EXTRA_BIND_OPTIONS.join(", ")
+                )));
+            }
+            options.push(o.clone());
+        }
+        out.bind(&m.container_path, &host, options);
     }
     Ok(out)
 }
@@ -228,19 +280,22 @@ mod tests {
         let host = dir.path().display().to_string();
         let mut ro = mount("/data", &host);
         ro.readonly = true;
-        let b = cri_mounts(&[ro.clone()]).unwrap();
+        let b = cri_mounts(&[ro.clone()], &[]).unwrap();
         assert_eq!(b.mounts[0]["options"], json!(["rbind", "rprivate", "ro"]));
         assert_eq!(b.rootfs_propagation, None);
         ro.recursive_read_only = true;
         if recursive_read_only_supported() {
-            let b = cri_mounts(&[ro.clone()]).unwrap();
+            let b = cri_mounts(&[ro.clone()], &[]).unwrap();
             assert_eq!(
                 b.mounts[0]["options"],
                 json!(["rbind", "rprivate", "rro", "ro"])
             );
         }
         ro.readonly = false;
-        assert!(matches!(cri_mounts(&[ro]), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            cri_mounts(&[ro], &[]),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -250,12 +305,12 @@ mod tests {
             ("/a/../b", "/tmp"),
             ("/x", "/no/such/host/path"),
         ] {
-            let e = cri_mounts(&[mount(ctr, host)]).unwrap_err();
+            let e = cri_mounts(&[mount(ctr, host)], &[]).unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{ctr} {host}: {e}");
         }
         let mut m = mount("/x", "/tmp");
         m.propagation = 7;
-        assert!(cri_mounts(&[m]).is_err());
+        assert!(cri_mounts(&[m], &[]).is_err());
     }
 
     #[test]

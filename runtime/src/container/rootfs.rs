@@ -4,14 +4,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use nix::mount::MsFlags;
-
+use super::overlay;
 use crate::error::{Error, IoContext, Result};
 
 pub struct RootfsDirs {
     pub rootfs: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
+    /// One read-only overlay per image volume (`mount.image`), numbered by mount.
+    pub image_volumes: PathBuf,
 }
 
 impl RootfsDirs {
@@ -20,56 +21,83 @@ impl RootfsDirs {
             rootfs: bundle.join("rootfs"),
             upper: bundle.join("upper"),
             work: bundle.join("work"),
+            image_volumes: bundle.join("image-volumes"),
         }
     }
 }
 
 /// Mounts overlay(lowers, upper) on `dirs.rootfs`. `lowers` are bottom layer first, as images
-/// list them; overlay wants the top one first. An image without layers gets an empty lower.
-pub fn mount_overlay(dirs: &RootfsDirs, lowers: &[PathBuf], empty_lower: &Path) -> Result<()> {
+/// list them, all in `snapshots`; an image without layers gets the empty lower
+/// `<snapshots>/.empty`.
+pub fn mount_overlay(dirs: &RootfsDirs, lowers: &[PathBuf], snapshots: &Path) -> Result<()> {
     for d in [&dirs.rootfs, &dirs.upper, &dirs.work] {
         fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
     }
-    let mut lowerdir: Vec<String> = lowers
-        .iter()
-        .rev()
-        .map(|p| p.display().to_string())
-        .collect();
-    if lowerdir.is_empty() {
-        fs::create_dir_all(empty_lower).ctx(|| format!("create {}", empty_lower.display()))?;
-        lowerdir.push(empty_lower.display().to_string());
+    let mut lowers = lowers.to_vec();
+    if lowers.is_empty() {
+        lowers.push(empty_lower(snapshots)?);
     }
-    for l in &lowerdir {
-        if l.contains([',', ':']) {
-            return Err(Error::Internal(format!(
-                "layer path {l} contains ',' or ':'"
-            )));
-        }
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowerdir.join(":"),
-        dirs.upper.display(),
-        dirs.work.display()
-    );
-    // The mount data is limited to a page; with long paths that caps the layer count.
-    if opts.len() >= 4096 {
-        return Err(Error::FailedPrecondition(format!(
-            "image has too many layers ({}) for one overlay mount",
-            lowers.len()
-        )));
-    }
-    nix::mount::mount(
-        Some("overlay"),
-        &dirs.rootfs,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .ctx(|| format!("mount overlay on {}", dirs.rootfs.display()))
+    let o = overlay::Overlay {
+        lowers: &lowers,
+        upper: Some((&dirs.upper, &dirs.work)),
+        read_only: false,
+    };
+    overlay::mount(&dirs.rootfs, &o, snapshots).map(drop)
 }
 
+fn empty_lower(snapshots: &Path) -> Result<PathBuf> {
+    let empty = snapshots.join(".empty");
+    fs::create_dir_all(&empty).ctx(|| format!("create {}", empty.display()))?;
+    Ok(empty)
+}
+
+/// Mounts an image's layers read-only on `target` (an overlay without an upper dir; the empty
+/// dir at the bottom makes two lowers even for a one-layer image, as overlay wants).
+pub fn mount_image_volume(target: &Path, lowers: &[PathBuf], snapshots: &Path) -> Result<()> {
+    fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))?;
+    let mut all = vec![empty_lower(snapshots)?];
+    all.extend_from_slice(lowers);
+    let o = overlay::Overlay {
+        lowers: &all,
+        upper: None,
+        read_only: true,
+    };
+    overlay::mount(target, &o, snapshots).map(drop)
+}
+
+/// The directory of an image volume to bind: `root` itself, or `sub_path` below it, which
+/// must exist in the image and stay inside it (symlinks resolved in the mounted image).
+pub fn image_sub_path(root: &Path, sub_path: &str) -> Result<PathBuf> {
+    if sub_path.is_empty() {
+        return Ok(root.to_path_buf());
+    }
+    if sub_path.starts_with('/') || sub_path.split('/').any(|c| c == "..") {
+        return Err(Error::InvalidArgument(format!(
+            "image_sub_path {sub_path:?} must be relative, without '..'"
+        )));
+    }
+    let wanted = root.join(sub_path);
+    let real = fs::canonicalize(&wanted).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "image_sub_path {sub_path:?} does not exist in the image: {e}"
+        ))
+    })?;
+    if !real.starts_with(root) {
+        return Err(Error::InvalidArgument(format!(
+            "image_sub_path {sub_path:?} leads outside the image"
+        )));
+    }
+    Ok(real)
+}
+
+/// Unmounts the rootfs and every image volume of the bundle.
 pub fn unmount(dirs: &RootfsDirs) -> Result<()> {
+    if let Ok(rd) = fs::read_dir(&dirs.image_volumes) {
+        for e in rd.flatten() {
+            crate::fsutil::unmount_if_mounted(&e.path())
+                .ctx(|| format!("unmount {}", e.path().display()))?;
+        }
+    }
     crate::fsutil::unmount_if_mounted(&dirs.rootfs)
         .ctx(|| format!("unmount {}", dirs.rootfs.display()))
 }

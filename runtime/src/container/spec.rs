@@ -66,6 +66,13 @@ pub struct SpecInput<'a> {
     /// The lowest oom_score_adj this process may set (we lack CAP_SYS_RESOURCE to go lower).
     pub min_oom_score_adj: i64,
     pub cgroup_v2: bool,
+    /// The host's cgroup v1 mount points (empty on v2).
+    pub cgroup_v1_mounts: &'a [PathBuf],
+    /// Image volumes the engine mounted: container path and host source.
+    pub image_volumes: &'a [(String, std::path::PathBuf)],
+    /// The host has the hugetlb controller; without it hugepage limits are skipped, as runc
+    /// skips them (kubelet sends them for every page size the kernel knows).
+    pub hugetlb: bool,
     /// The pod namespaces crust pinned; those missing are the host's (host network / IPC).
     pub pod_namespaces: &'a [String],
     /// Validated pod sysctls, applied in every container's (shared) namespaces.
@@ -144,14 +151,21 @@ pub fn process_env(
         if kv.key.is_empty()
             || kv.key.contains('=')
             || kv.key.contains('\0')
-            || kv.value.contains('\0')
+            || kv.value.contains(&0)
         {
             return Err(Error::InvalidArgument(format!(
                 "environment variable name {:?} is empty or contains '=' or NUL",
                 kv.key
             )));
         }
-        set(kv.key.clone(), kv.value.clone());
+        // CRI 1.36 made values bytes; an OCI spec holds strings.
+        let value = String::from_utf8(kv.value.clone()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "environment variable {:?}: the value is not UTF-8",
+                kv.key
+            ))
+        })?;
+        set(kv.key.clone(), value);
     }
     Ok(order
         .into_iter()
@@ -169,6 +183,32 @@ fn set_env(env: &mut Vec<String>, kv: &str) {
         Some(e) => *e = kv.to_string(),
         None => env.push(kv.to_string()),
     }
+}
+
+/// /sys/fs/cgroup on cgroup v1 for a container that joins an existing PID namespace (the
+/// pod's, or a debug container's target): libcontainer's own v1 cgroup mount looks up the
+/// container's parent in the host's /proc by the PID the container has in the joined
+/// namespace, which names another process or none ("failed to prepare rootfs" for every
+/// `kubectl debug --target`). Mounted here instead as runc does: a tmpfs, and on it each
+/// hierarchy's directory of the container's own cgroup.
+fn v1_cgroup_binds(mounts: &mut Vec<Value>, input: &SpecInput, writable: bool) {
+    let Some(at) = mounts
+        .iter()
+        .position(|m| m["destination"] == "/sys/fs/cgroup")
+    else {
+        return;
+    };
+    let mut replacement = vec![json!({
+        "destination": "/sys/fs/cgroup", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "noexec", "nodev", "mode=755"]
+    })];
+    let own = input.cgroups_path.trim_start_matches('/');
+    for point in input.cgroup_v1_mounts {
+        if let Some(dest) = point.to_str() {
+            replacement.push(bind(dest, &point.join(own), !writable));
+        }
+    }
+    mounts.splice(at..=at, replacement);
 }
 
 fn bind(dest: &str, src: &Path, readonly: bool) -> Value {
@@ -286,7 +326,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             readonly_root,
         ),
     ];
-    let binds = mounts::cri_mounts(&c.mounts)?;
+    if !input.cgroup_v2 && matches!(input.pid, PidNamespace::Join(_)) {
+        v1_cgroup_binds(&mut mounts, input, sys_ro.is_empty());
+    }
+    let binds = mounts::cri_mounts(&c.mounts, input.image_volumes)?;
     let taken: Vec<String> = binds
         .mounts
         .iter()
@@ -344,7 +387,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
                 resources["memory"]["swap"] = json!(r.memory_swap_limit_in_bytes);
             }
         }
-        if !r.hugepage_limits.is_empty() {
+        if !r.hugepage_limits.is_empty() && input.hugetlb {
             let limits: Vec<_> = r
                 .hugepage_limits
                 .iter()
@@ -542,6 +585,9 @@ mod tests {
             user: &user,
             min_oom_score_adj: 0,
             cgroup_v2: false,
+            cgroup_v1_mounts: &[],
+            hugetlb: true,
+            image_volumes: &[],
             pod_namespaces: &["net".into(), "ipc".into(), "uts".into()],
             sysctls: &Default::default(),
             pid: PidNamespace::Own,
@@ -560,5 +606,74 @@ mod tests {
         let ns = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.contains(&json!({"type": "network", "path": "/p/ns/net"})));
         assert!(ns.contains(&json!({"type": "pid"})));
+    }
+
+    #[test]
+    fn a_joined_pid_namespace_on_cgroup_v1_gets_its_own_cgroup_bind_mounted() {
+        let c = cri::ContainerConfig::default();
+        let user = ResolvedUser::default();
+        let points = [
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            PathBuf::from("/sys/fs/cgroup/memory"),
+        ];
+        let spec_with = |pid: PidNamespace| {
+            build(&SpecInput {
+                config: &c,
+                image: &image(),
+                rootfs: Path::new("/r"),
+                pod_dir: Path::new("/p"),
+                hostname: "h",
+                cgroups_path: "/crust/p/c",
+                user: &user,
+                min_oom_score_adj: 0,
+                cgroup_v2: false,
+                cgroup_v1_mounts: &points,
+                hugetlb: true,
+                image_volumes: &[],
+                pod_namespaces: &["net".into()],
+                sysctls: &Default::default(),
+                pid,
+                pod_privileged: false,
+                seccomp_default: &super::super::security::SeccompChoice::Unconfined,
+                apparmor_enabled: false,
+                cdi_spec_dirs: &[],
+                volumes_dir: Path::new("/nonexistent"),
+            })
+            .unwrap()
+        };
+        let under_cgroup = |spec: &Value| -> Vec<(String, String)> {
+            spec["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| {
+                    m["destination"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("/sys/fs/cgroup")
+                })
+                .map(|m| {
+                    (
+                        m["type"].as_str().unwrap().to_string(),
+                        m["source"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let joined = spec_with(PidNamespace::Join("/proc/7/ns/pid".into()));
+        assert_eq!(
+            under_cgroup(&joined),
+            [
+                ("tmpfs".to_string(), "tmpfs".to_string()),
+                ("bind".into(), "/sys/fs/cgroup/cpu,cpuacct/crust/p/c".into()),
+                ("bind".into(), "/sys/fs/cgroup/memory/crust/p/c".into()),
+            ]
+        );
+        // Its own PID namespace keeps libcontainer's cgroup mount.
+        let own = spec_with(PidNamespace::Own);
+        assert_eq!(
+            under_cgroup(&own),
+            [("cgroup".to_string(), "cgroup".to_string())]
+        );
     }
 }

@@ -7,24 +7,13 @@
 //! did). Where inotify cannot be had, or its queue overflowed, every running container is
 //! looked at instead.
 
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use tokio::io::unix::AsyncFd;
+use nix::sys::inotify::AddWatchFlags;
 
 use super::Engine;
-
-/// The inotify fd, in the shape tokio's reactor wants.
-struct Watch(Inotify);
-
-impl AsRawFd for Watch {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsFd;
-        self.0.as_fd().as_raw_fd()
-    }
-}
+use crate::dirwatch::DirWatch;
 
 impl Engine {
     /// Runs for the daemon's life. `fallback` is the polling period used without inotify.
@@ -45,30 +34,15 @@ impl Engine {
         }
     }
 
-    fn exit_watch(&self) -> std::io::Result<AsyncFd<Watch>> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        inotify.add_watch(&self.exits_dir(), AddWatchFlags::IN_MOVED_TO)?;
-        // SAFETY: the Inotify owns its fd and is moved in whole; Watch hands out that same fd,
-        // open until the AsyncFd (and with it the Inotify) is dropped.
-        unsafe { AsyncFd::register_with_interest(Watch(inotify), tokio::io::Interest::READABLE) }
-            .map_err(|e| std::io::Error::other(e.to_string()))
+    fn exit_watch(&self) -> std::io::Result<DirWatch> {
+        DirWatch::new(&self.exits_dir(), AddWatchFlags::IN_MOVED_TO)
     }
 
     /// Returns only if the watch breaks.
-    async fn follow(self: &Arc<Self>, watch: AsyncFd<Watch>) {
+    async fn follow(self: &Arc<Self>, watch: DirWatch) {
         loop {
-            let events = match watch.readable().await {
-                Ok(mut ready) => match ready.get_inner().0.read_events() {
-                    Ok(ev) => ev,
-                    Err(nix::Error::EAGAIN) => {
-                        ready.clear_ready();
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(err = %e, "exit watch broke; polling");
-                        return;
-                    }
-                },
+            let events = match watch.next().await {
+                Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(err = %e, "exit watch broke; polling");
                     return;

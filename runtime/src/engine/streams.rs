@@ -56,10 +56,22 @@ impl Engine {
         id: &str,
         what: &str,
     ) -> Result<(String, String, bool, bool)> {
+        self.live(id, what, false).await
+    }
+
+    /// [`Self::running`], or with `created_too` also a container created and not yet
+    /// started (its monitor holds its stdio from the create on).
+    async fn live(
+        &self,
+        id: &str,
+        what: &str,
+        created_too: bool,
+    ) -> Result<(String, String, bool, bool)> {
         let c = self.container_shared(id).await?;
         let mut c = c.lock().await;
         self.refresh(&mut c);
-        if c.state != ContainerState::Running {
+        let created = created_too && c.state == ContainerState::Created;
+        if c.state != ContainerState::Running && !created {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is {:?}; {what} needs a running container",
                 c.id, c.state
@@ -128,7 +140,7 @@ impl Engine {
     }
 
     pub async fn attach(&self, id: &str, stdin: bool) -> Result<AttachSession> {
-        let (cid, pod_id, tty, has_stdin) = self.running(id, "attach").await?;
+        let (cid, pod_id, tty, has_stdin) = self.live(id, "attach", true).await?;
         if stdin && !has_stdin {
             return Err(Error::FailedPrecondition(format!(
                 "container {cid} was not created with stdin, so attach cannot write to it"

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cgroups::CgroupStats;
+use crate::cgroups::{CgroupDetail, CgroupStats};
 use crate::error::{Error, Result};
 use crate::now_nanos;
 use crate::store::{ContainerRecord, ContainerState, PodRecord};
@@ -29,6 +29,23 @@ type LayerUsage = (u64, u64);
 
 /// A container and its usage.
 type Measured = (ContainerRecord, ContainerUsage);
+
+/// An interface's counters from /proc/<pid>/net/dev: receive bytes, packets, errors and drops,
+/// then transmit bytes, packets, errors and drops.
+pub type InterfaceCounters = (String, [u64; 8]);
+
+/// A pod's usage with what ListPodSandboxMetrics reports beyond it: per running container (in
+/// the order of [`PodUsage::containers`]) its [`CgroupDetail`], and the counters of the pod's
+/// network interfaces (loopback left out, as cAdvisor leaves it).
+pub type PodMetrics = (
+    PodRecord,
+    PodUsage,
+    Vec<CgroupDetail>,
+    Vec<InterfaceCounters>,
+);
+
+/// The filesystem holding the writable layers: device, size in bytes, inodes, free inodes.
+pub type LayersFilesystem = (String, u64, u64, u64);
 
 /// What measuring one container needs, gathered under its locks.
 struct Target {
@@ -109,6 +126,72 @@ impl Engine {
             interfaces,
             containers,
         }
+    }
+
+    /// [`Engine::pods_usage`] of these pods, with the figures of [`PodMetrics`].
+    pub async fn pods_metrics(self: &Arc<Self>, pods: Vec<PodRecord>) -> Vec<PodMetrics> {
+        let measured = self.pods_usage(pods).await;
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            measured
+                .into_iter()
+                .map(|(pod, usage)| {
+                    let details = usage
+                        .containers
+                        .iter()
+                        .map(|(c, _)| {
+                            let path = engine
+                                .cfg
+                                .cgroup_driver
+                                .container_cgroup(&pod.cgroup_path, &c.id);
+                            engine.hierarchy.detail(&path, c.pid)
+                        })
+                        .collect();
+                    let interfaces = if pod.host_network() {
+                        vec![]
+                    } else {
+                        usage
+                            .containers
+                            .iter()
+                            .find_map(|(c, _)| {
+                                std::fs::read_to_string(format!("/proc/{}/net/dev", c.pid)).ok()
+                            })
+                            .map(|t| {
+                                parse_net_dev_counters(&t)
+                                    .into_iter()
+                                    .filter(|(name, _)| name != "lo")
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    (pod, usage, details, interfaces)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// The filesystem of the containers' writable layers (None when statvfs fails).
+    pub async fn layers_filesystem(&self) -> Option<LayersFilesystem> {
+        let dir = self.cfg.root.join("containers");
+        tokio::task::spawn_blocking(move || {
+            let st = nix::sys::statvfs::statvfs(&dir).ok()?;
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            let device = std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|m| mount_source(&m, &dir))
+                .or_else(|| {
+                    use std::os::unix::fs::MetadataExt;
+                    let dev = std::fs::metadata(&dir).ok()?.dev();
+                    Some(format!("{}:{}", libc::major(dev), libc::minor(dev)))
+                })?;
+            let size = st.blocks() as u64 * st.fragment_size() as u64;
+            Some((device, size, st.files() as u64, st.files_free() as u64))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// CPU rate in nanocores since the previous sample under `key` (None on the first).
@@ -312,5 +395,109 @@ impl Engine {
                 writable_mountpoint: self.cfg.root.join("containers").display().to_string(),
             },
         )
+    }
+}
+
+/// Per interface of a /proc/<pid>/net/dev text, its [`InterfaceCounters`].
+pub(super) fn parse_net_dev_counters(text: &str) -> Vec<InterfaceCounters> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|v| v.parse().ok())
+                .collect::<Option<_>>()?;
+            (f.len() >= 12).then(|| {
+                let c = [f[0], f[1], f[2], f[3], f[8], f[9], f[10], f[11]];
+                (name.trim().to_string(), c)
+            })
+        })
+        .collect()
+}
+
+/// The source of the mount that holds `path`, from a /proc/self/mountinfo text: the mount with
+/// the longest mount point above `path`, the last mounted where several share it.
+fn mount_source(mountinfo: &str, path: &std::path::Path) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for line in mountinfo.lines() {
+        // id parent major:minor root mountpoint opts... - fstype source superopts
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let (Some(mount_point), Some(source)) = (
+            left.split_whitespace().nth(4),
+            right.split_whitespace().nth(1),
+        ) else {
+            continue;
+        };
+        let mount_point = unescape_mountinfo(mount_point);
+        if path.starts_with(&mount_point) && best.is_none_or(|(len, _)| mount_point.len() >= len) {
+            best = Some((mount_point.len(), source));
+        }
+    }
+    best.map(|(_, source)| unescape_mountinfo(source))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if b[i] == b'\\' => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_dev_counters_keep_packets_and_drops() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    5000      40    2    3    0     0          0         0     3000      30    1    4    0     0       0          0\n";
+        assert_eq!(
+            parse_net_dev_counters(text),
+            vec![
+                ("lo".to_string(), [100, 1, 0, 0, 100, 1, 0, 0]),
+                ("eth0".to_string(), [5000, 40, 2, 3, 3000, 30, 1, 4]),
+            ]
+        );
+        assert!(parse_net_dev_counters("a\nb\n  eth0: 1 2 x\n").is_empty());
+    }
+
+    #[test]
+    fn mount_source_is_the_deepest_mount_above_the_path() {
+        let mi = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                  30 22 0:40 / /var/lib rw shared:2 - xfs /dev/sdb rw\n\
+                  31 22 0:41 / /var/lib/my\\040dir rw - tmpfs tmp\\040fs rw\n\
+                  32 30 0:42 / /var/lib rw - xfs /dev/sdc rw\n";
+        let p = std::path::Path::new;
+        assert_eq!(
+            mount_source(mi, p("/var/lib/crust/containers")).as_deref(),
+            Some("/dev/sdc")
+        );
+        assert_eq!(
+            mount_source(mi, p("/var/library")).as_deref(),
+            Some("/dev/sda1")
+        );
+        assert_eq!(
+            mount_source(mi, p("/var/lib/my dir/x")).as_deref(),
+            Some("tmp fs")
+        );
+        assert_eq!(mount_source("", p("/x")), None);
     }
 }

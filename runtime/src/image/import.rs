@@ -152,29 +152,39 @@ impl ImageStore {
                     ))
                 })?;
             let reference = Reference::parse(name)?;
-            let mut manifest_digest = desc.digest.clone();
-            let bytes = std::fs::read(blob(&manifest_digest)?)
-                .map_err(|e| ImageError::io(format!("read manifest {manifest_digest}"), e))?;
-            let manifest = match ManifestDoc::parse(&bytes, &desc.media_type)
-                .map_err(ImageError::BadManifest)?
-            {
-                ManifestDoc::Image(m) => m,
-                ManifestDoc::Index(idx) => {
-                    let d = idx.select("linux", oci_arch()).ok_or_else(|| {
+            let bytes = std::fs::read(blob(&desc.digest)?)
+                .map_err(|e| ImageError::io(format!("read manifest {}", desc.digest), e))?;
+            let mut doc =
+                ManifestDoc::parse(&bytes, &desc.media_type).map_err(ImageError::BadManifest)?;
+            // Down through indexes (BuildKit's OCI export nests one in index.json's entry):
+            // this platform's entry, else an index without a platform.
+            let mut depth = 0;
+            let manifest = loop {
+                let idx = match doc {
+                    ManifestDoc::Image(m) => break m,
+                    ManifestDoc::Index(idx) => idx,
+                };
+                depth += 1;
+                if depth > super::MAX_INDEX_DEPTH {
+                    return Err(ImageError::BadManifest(format!(
+                        "{name}: indexes nested more than {} deep",
+                        super::MAX_INDEX_DEPTH
+                    )));
+                }
+                let d = idx
+                    .select("linux", oci_arch())
+                    .or_else(|| {
+                        idx.manifests.iter().find(|d| {
+                            d.platform.is_none()
+                                && (d.media_type.contains("index") || d.media_type.contains("list"))
+                        })
+                    })
+                    .ok_or_else(|| {
                         ImageError::NotFound(format!("{name} has no linux/{} image", oci_arch()))
                     })?;
-                    manifest_digest = d.digest.clone();
-                    let inner = std::fs::read(blob(&manifest_digest)?)
-                        .map_err(|e| ImageError::io(format!("read manifest {}", d.digest), e))?;
-                    match ManifestDoc::parse(&inner, &d.media_type)
-                        .map_err(ImageError::BadManifest)?
-                    {
-                        ManifestDoc::Image(m) => m,
-                        ManifestDoc::Index(_) => {
-                            return Err(ImageError::BadManifest(format!("{name}: nested index")));
-                        }
-                    }
-                }
+                let inner = std::fs::read(blob(&d.digest)?)
+                    .map_err(|e| ImageError::io(format!("read manifest {}", d.digest), e))?;
+                doc = ManifestDoc::parse(&inner, &d.media_type).map_err(ImageError::BadManifest)?;
             };
             for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
                 self.store_blob_file(&blob(&d.digest)?, &d.digest)?;

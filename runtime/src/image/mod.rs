@@ -8,8 +8,10 @@
 
 mod import;
 pub mod oci;
+pub mod push;
 pub mod reference;
 pub mod registry;
+mod tag;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -124,6 +126,9 @@ pub struct ImageStore {
     /// One lock per blob or snapshot being produced, so concurrent pulls fetch each once.
     inflight: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// How deep indexes may nest inside indexes.
+const MAX_INDEX_DEPTH: usize = 4;
 
 fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
@@ -268,7 +273,7 @@ impl ImageStore {
         })
     }
 
-    fn blob_path(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &str) -> PathBuf {
         self.cfg
             .root
             .join("content/blobs/sha256")
@@ -356,32 +361,22 @@ impl ImageStore {
             .instrument(tracing::info_span!("image.resolve", reference = %reference))
             .await?;
         let repo_digest = reference.with_digest(&top.digest);
-        let manifest = match ManifestDoc::parse(&top.bytes, &top.media_type)
-            .map_err(ImageError::BadManifest)?
-        {
-            ManifestDoc::Image(m) => m,
-            ManifestDoc::Index(idx) => {
-                let desc = idx.select("linux", oci_arch()).ok_or_else(|| {
-                    ImageError::NotFound(format!(
-                        "{reference} has no linux/{} image (it has: {})",
-                        oci_arch(),
-                        idx.platforms().join(", ")
-                    ))
-                })?;
-                let inner = session.manifest(&desc.digest).await?;
-                match ManifestDoc::parse(&inner.bytes, &inner.media_type)
-                    .map_err(ImageError::BadManifest)?
-                {
-                    ManifestDoc::Image(m) => m,
-                    ManifestDoc::Index(_) => {
-                        return Err(ImageError::BadManifest(format!(
-                            "{reference}: index entry {} is itself an index",
-                            desc.digest
-                        )));
-                    }
-                }
-            }
+        let top_doc =
+            ManifestDoc::parse(&top.bytes, &top.media_type).map_err(ImageError::BadManifest)?;
+        let platforms = match &top_doc {
+            ManifestDoc::Index(idx) => idx.platforms(),
+            ManifestDoc::Image(_) => Vec::new(),
         };
+        let manifest = self
+            .platform_manifest(&mut session, top_doc, 0, true)
+            .await?
+            .ok_or_else(|| {
+                ImageError::NotFound(format!(
+                    "{reference} has no linux/{} image (it has: {})",
+                    oci_arch(),
+                    platforms.join(", ")
+                ))
+            })?;
         reference::validate_digest(&manifest.config.digest)
             .map_err(|e| ImageError::BadManifest(format!("config digest: {e}")))?;
         let config_bytes = {
@@ -447,9 +442,66 @@ impl ImageStore {
         self.commit_record(&reference, Some(repo_digest), &manifest, &config, chain_ids)
     }
 
+    /// The image manifest for this machine under `doc`: `doc` itself when it is one, else the
+    /// entry of an index that is for linux/<arch> (variant-less entries first), looking into
+    /// indexes an index holds (some tools nest them; containerd follows them too). Entries
+    /// without a platform come after the matching ones, and count when their config says
+    /// linux/<arch> (`platform_known` is false for them), as containerd decides; attestation
+    /// manifests (`unknown/unknown`) never match. None when nothing matches.
+    fn platform_manifest<'a>(
+        &'a self,
+        session: &'a mut registry::Session,
+        doc: ManifestDoc,
+        depth: usize,
+        platform_known: bool,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Option<oci::Manifest>, ImageError>> + Send + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            let idx = match doc {
+                ManifestDoc::Image(m) => {
+                    if platform_known {
+                        return Ok(Some(m));
+                    }
+                    reference::validate_digest(&m.config.digest)
+                        .map_err(|e| ImageError::BadManifest(format!("config digest: {e}")))?;
+                    let bytes = session.blob_bytes(&m.config.digest, 16 << 20).await?;
+                    let config: ImageConfigFile = serde_json::from_slice(&bytes)
+                        .map_err(|e| ImageError::BadManifest(format!("image config: {e}")))?;
+                    let fits = config.os == "linux" && config.architecture == oci_arch();
+                    return Ok(fits.then_some(m));
+                }
+                ManifestDoc::Index(idx) => idx,
+            };
+            if depth >= MAX_INDEX_DEPTH {
+                return Err(ImageError::BadManifest(format!(
+                    "indexes nested more than {MAX_INDEX_DEPTH} deep"
+                )));
+            }
+            let matching = idx.select_all("linux", oci_arch());
+            let unplaced = idx.manifests.iter().filter(|d| d.platform.is_none());
+            for desc in matching.into_iter().chain(unplaced) {
+                reference::validate_digest(&desc.digest)
+                    .map_err(|e| ImageError::BadManifest(format!("index entry: {e}")))?;
+                let inner = session.manifest(&desc.digest).await?;
+                let inner_doc = ManifestDoc::parse(&inner.bytes, &inner.media_type)
+                    .map_err(ImageError::BadManifest)?;
+                if let Some(m) = self
+                    .platform_manifest(session, inner_doc, depth + 1, desc.platform.is_some())
+                    .await?
+                {
+                    return Ok(Some(m));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     /// Records an image whose blobs and snapshots are in place, under `reference`'s tag (which
     /// moves off any other image) and with `repo_digest` when known.
-    fn commit_record(
+    pub(crate) fn commit_record(
         &self,
         reference: &Reference,
         repo_digest: Option<String>,
@@ -518,7 +570,7 @@ impl ImageStore {
             .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
     }
 
-    fn store_blob_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
+    pub(crate) fn store_blob_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
         let p = self.blob_path(digest);
         fsutil::write_atomic(&p, bytes)
             .map_err(|e| ImageError::io(format!("write {}", p.display()), e))
@@ -599,7 +651,7 @@ impl ImageStore {
 
     /// Makes the snapshot of `chain_id` from the layer blob, fetching the blob through
     /// `session` when it is not in the store yet (imports have every blob already).
-    async fn ensure_snapshot(
+    pub(crate) async fn ensure_snapshot(
         &self,
         session: Option<&tokio::sync::Mutex<registry::Session>>,
         layer: &oci::Descriptor,
@@ -799,7 +851,7 @@ fn http_client(tls: &registry::TlsOptions) -> Result<reqwest::Client, ImageError
 }
 
 /// The image config and its diff ids, which must pair up with the manifest's layers.
-fn parse_config(
+pub(crate) fn parse_config(
     bytes: &[u8],
     manifest: &oci::Manifest,
     name: &Reference,

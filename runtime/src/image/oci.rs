@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     #[serde(default)]
@@ -13,15 +13,15 @@ pub struct Descriptor {
     pub digest: String,
     #[serde(default)]
     pub size: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Where a non-distributable ("foreign") layer can be fetched when the registry does
     /// not hold it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Platform {
     #[serde(default)]
     pub architecture: String,
@@ -32,7 +32,7 @@ pub struct Platform {
 }
 
 /// An OCI image manifest or a Docker schema 2 manifest (same shape).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     #[serde(default)]
@@ -51,6 +51,9 @@ pub struct Index {
     pub manifests: Vec<Descriptor>,
 }
 
+/// Why a Docker schema 1 manifest is not pulled.
+pub const SCHEMA1_REFUSED: &str = "a Docker schema 1 manifest, which crust does not pull (deprecated since 2017; Docker and containerd 2 refuse it too): push the image again with a current client";
+
 /// What a manifest document turned out to be.
 pub enum ManifestDoc {
     Image(Manifest),
@@ -63,6 +66,9 @@ impl ManifestDoc {
     pub fn parse(bytes: &[u8], content_type: &str) -> Result<Self, String> {
         let v: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("manifest is not JSON: {e}"))?;
+        if v.get("schemaVersion").and_then(|s| s.as_i64()) == Some(1) {
+            return Err(SCHEMA1_REFUSED.into());
+        }
         let declared = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
         let kind = [content_type, declared]
             .into_iter()
@@ -91,17 +97,22 @@ impl Index {
     /// Picks the manifest for `os`/`arch` (variant-less entries first, as containerd's default
     /// matcher prefers the plain platform).
     pub fn select(&self, os: &str, arch: &str) -> Option<&Descriptor> {
-        let matching = |d: &&Descriptor| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.os == os && p.architecture == arch)
-        };
-        self.manifests.iter().filter(matching).min_by_key(|d| {
-            d.platform
-                .as_ref()
-                .and_then(|p| p.variant.clone())
-                .is_some()
-        })
+        self.select_all(os, arch).into_iter().next()
+    }
+
+    /// Every entry for `os`/`arch`, variant-less ones first (in index order otherwise).
+    pub fn select_all(&self, os: &str, arch: &str) -> Vec<&Descriptor> {
+        let mut matching: Vec<&Descriptor> = self
+            .manifests
+            .iter()
+            .filter(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == os && p.architecture == arch)
+            })
+            .collect();
+        matching.sort_by_key(|d| d.platform.as_ref().is_some_and(|p| p.variant.is_some()));
+        matching
     }
 
     pub fn platforms(&self) -> Vec<String> {

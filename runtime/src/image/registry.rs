@@ -276,12 +276,12 @@ pub struct RetryPolicy {
 
 #[derive(Clone)]
 pub struct Session {
-    http: reqwest::Client,
-    base: String,
-    repository: String,
+    pub(super) http: reqwest::Client,
+    pub(super) base: String,
+    pub(super) repository: String,
     creds: Credentials,
-    auth_header: Option<String>,
-    policy: RetryPolicy,
+    pub(super) auth_header: Option<String>,
+    pub(super) policy: RetryPolicy,
     tokens: Option<std::sync::Arc<TokenCache>>,
 }
 
@@ -394,14 +394,23 @@ impl Session {
                 return Ok(resp);
             }
             answered = true;
-            let challenge = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            self.answer_challenge(&challenge, url).await?;
+            self.answer_unauthorized(&resp, url).await?;
         }
+    }
+
+    /// Answers the challenge (`WWW-Authenticate`) of the 401 `resp` to a request of `url`.
+    pub(super) async fn answer_unauthorized(
+        &mut self,
+        resp: &reqwest::Response,
+        url: &str,
+    ) -> Result<(), ImageError> {
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        self.answer_challenge(&challenge, url).await
     }
 
     async fn answer_challenge(&mut self, challenge: &str, url: &str) -> Result<(), ImageError> {
@@ -510,7 +519,8 @@ impl Session {
         }
         if media_type.starts_with(MEDIA_DOCKER_SCHEMA1) {
             return Err(ImageError::Unsupported(format!(
-                "{url} is a Docker schema 1 manifest, which crust does not pull; push the image again with a current client"
+                "{url} is {}",
+                super::oci::SCHEMA1_REFUSED
             )));
         }
         Ok(FetchedManifest {
@@ -712,7 +722,7 @@ impl Session {
 
 /// Waits before retry `attempt` (0-based): `after` when the registry said, else 250 ms
 /// doubling up to 8 s.
-async fn backoff(attempt: u32, after: Option<Duration>) {
+pub(super) async fn backoff(attempt: u32, after: Option<Duration>) {
     let d = after.unwrap_or_else(|| Duration::from_millis(250 << attempt.min(5)));
     tokio::time::sleep(d).await;
 }
@@ -821,7 +831,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// reqwest's Display for transport errors hides the cause; walk the chain for a useful line.
-fn transport_message(e: &reqwest::Error) -> String {
+pub(super) fn transport_message(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

@@ -10,7 +10,6 @@ use std::path::Path;
 use crust_proto::monitor::{self, ErrorKind, Reply};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -83,10 +82,10 @@ impl Monitor {
         let bundle = self.exec_target(id, &cmd)?;
         // The container's own process (user, groups, env, cwd, capabilities, no_new_privs,
         // AppArmor) with the command and terminal swapped in.
-        let mut process = std::fs::read(bundle.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|v| v["process"].clone())
+        let spec = super::exec_seccomp::bundle_spec(&bundle);
+        let executor = super::exec_seccomp::ExecExecutor::for_container(&spec)
+            .map_err(|m| err(ErrorKind::Failed, format!("exec in container {id}: {m}")))?;
+        let mut process = Some(spec["process"].clone())
             .filter(|p| p.is_object())
             .ok_or_else(|| {
                 err(
@@ -102,7 +101,7 @@ impl Monitor {
             serde_json::to_vec(&process).unwrap_or_default(),
         )
         .map_err(|e| err(ErrorKind::Failed, format!("write exec process: {e}")))?;
-        let result = self.spawn_tenant(id, &process_file, tty, stdin);
+        let result = self.spawn_tenant(id, &process_file, executor, tty, stdin);
         let _ = std::fs::remove_file(&process_file);
         result
     }
@@ -111,6 +110,7 @@ impl Monitor {
         &self,
         id: &str,
         process_file: &Path,
+        executor: super::exec_seccomp::ExecExecutor,
         tty: bool,
         stdin: bool,
     ) -> Result<Started, Reply> {
@@ -119,7 +119,7 @@ impl Monitor {
         let devnull = || File::open("/dev/null").map(OwnedFd::from).map_err(io);
         let mut for_daemon = Vec::new();
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
+            .with_executor(executor)
             .with_root_path(&self.lc_root)
             .map_err(|e| err(ErrorKind::Failed, format!("exec in container {id}: {e}")))?;
         let console = if tty {

@@ -16,6 +16,7 @@ pub mod attach;
 pub mod client;
 pub mod console;
 pub mod exec;
+pub mod exec_seccomp;
 pub mod exec_stream;
 mod fds;
 pub mod log_writer;

@@ -132,13 +132,19 @@ pub fn is_pinned(path: &Path) -> bool {
 /// Unmounts and deletes the pinned namespace files. Missing ones are fine.
 pub fn unpin_namespaces(pod_dir: &Path) -> std::io::Result<()> {
     for n in POD_NAMESPACES.iter().chain(&["pid"]) {
-        let p = ns_path(pod_dir, n);
-        crate::fsutil::unmount_if_mounted(&p)?;
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        unpin_namespace(pod_dir, n)?;
     }
     Ok(())
+}
+
+/// Unpins one of the pod's namespaces (`net`, `ipc`, …) and removes its file, so its path no
+/// longer exists; the namespace ends with its last process.
+pub fn unpin_namespace(pod_dir: &Path, name: &str) -> std::io::Result<()> {
+    let p = ns_path(pod_dir, name);
+    crate::fsutil::unmount_if_mounted(&p)?;
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }

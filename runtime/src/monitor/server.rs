@@ -652,11 +652,12 @@ impl Monitor {
         };
         // The tenant builder takes the spec's env but not its user or cwd: pass those on, so
         // the command runs as the container's process does.
-        let process = std::fs::read(bundle.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|v| v["process"].clone())
-            .unwrap_or_default();
+        let spec = super::exec_seccomp::bundle_spec(&bundle);
+        let executor = match super::exec_seccomp::ExecExecutor::for_container(&spec) {
+            Ok(e) => e,
+            Err(m) => return err(ErrorKind::Failed, format!("exec in container {id}: {m}")),
+        };
+        let process = &spec["process"];
         let uid = process["user"]["uid"].as_u64().map(|v| v as u32);
         let gid = process["user"]["gid"].as_u64().map(|v| v as u32);
         let gids: Vec<u32> = process["user"]["additionalGids"]
@@ -670,7 +671,7 @@ impl Monitor {
         let cwd = process["cwd"].as_str().map(PathBuf::from);
         let built = libcontainer_build(&format!("exec in container {id}"), || {
             ContainerBuilder::new(id.to_string(), SyscallType::default())
-                .with_executor(DefaultExecutor {})
+                .with_executor(executor)
                 .with_root_path(&self.lc_root)
                 .map(|b| b.with_stdin(devnull).with_stdout(out_w).with_stderr(err_w))
                 .and_then(|b| {

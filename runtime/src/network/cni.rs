@@ -55,6 +55,27 @@ pub struct NetworkList {
     pub source: PathBuf,
 }
 
+impl NetworkList {
+    /// Whether a plugin of the chain publishes host ports (asks for `portMappings`).
+    pub fn publishes_ports(&self) -> bool {
+        self.plugins
+            .iter()
+            .any(|p| p["capabilities"]["portMappings"].as_bool() == Some(true))
+    }
+}
+
+/// The host side of a pod's network in a CNI result: the interfaces outside the pod (a
+/// bridge, the host end of a veth).
+pub fn host_interfaces(result: &Value) -> Vec<String> {
+    result["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["sandbox"].as_str().is_none_or(str::is_empty))
+        .filter_map(|i| i["name"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// One host port forwarded into the pod (the `portMappings` capability).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,6 +160,9 @@ pub struct PodNetwork {
     pub result: Value,
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+    /// Whether crust published `port_mappings` itself (the network has no portmap plugin).
+    #[serde(default)]
+    pub host_ports_by_crust: bool,
 }
 
 const IFNAME: &str = "eth0";
@@ -219,6 +243,7 @@ impl CniConfig {
             ips: result_ips(&result),
             result,
             port_mappings: pod.port_mappings.clone(),
+            host_ports_by_crust: false,
         })
     }
 
@@ -322,6 +347,7 @@ impl CniConfig {
             plugin: kind.clone(),
             source,
         };
+        let started = std::time::Instant::now();
         let mut child = tokio::process::Command::new(&exe)
             .env_clear()
             .env(
@@ -357,6 +383,9 @@ impl CniConfig {
                 secs: PLUGIN_TIMEOUT.as_secs(),
             })?
             .map_err(io_err)?;
+        // Plugins run as processes and are most of a networked pod's start: say what each cost.
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(plugin = %kind, command, ms, ok = out.status.success(), "cni plugin");
         if !out.status.success() {
             let err: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             let mut message = err["msg"].as_str().unwrap_or("").to_string();
