@@ -4,12 +4,15 @@ use std::path::Path;
 
 use crust_proto::cri::image_service_client::ImageServiceClient;
 use crust_proto::cri::runtime_service_client::RuntimeServiceClient;
+use crust_proto::crust::crust_client::CrustClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 #[derive(Clone)]
 pub struct CriClient {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,
+    /// crust's own API (tag, rename, push, build) on the same socket.
+    pub crust: CrustClient<Channel>,
 }
 
 impl CriClient {
@@ -46,6 +49,7 @@ pub async fn connect(socket: &Path) -> anyhow::Result<CriClient> {
     const MAX: usize = 16 << 20;
     Ok(CriClient {
         runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
-        image: ImageServiceClient::new(channel).max_decoding_message_size(MAX),
+        image: ImageServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
+        crust: CrustClient::new(channel).max_decoding_message_size(MAX),
     })
 }

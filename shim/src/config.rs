@@ -292,7 +292,7 @@ impl Default for Config {
             runtime_handlers: vec!["crust".into()],
             shm_size: crust_runtime::pod::DEFAULT_SHM_SIZE,
             cgroup_driver: "cgroupfs".into(),
-            seccomp_default: "runtime/default".into(),
+            seccomp_default: "unconfined".into(),
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
         }
     }
@@ -354,10 +354,12 @@ runtime_handlers = ["crust"]
 shm_size = 67108864
 
 # Seccomp profile of containers whose request names none (no seccomp field and an empty
-# seccomp_profile_path): "runtime/default" (crust's built-in allowlist) or "unconfined".
-# kubelet sends Unconfined explicitly unless its seccompDefault is on, so this mostly
-# affects crictl and crustctl users.
-seccomp_default = "runtime/default"
+# seccomp_profile_path): "unconfined" (what CRI means by no profile, as containerd does and
+# critest checks), "runtime/default" (crust's built-in allowlist) or
+# "localhost/<absolute path>". kubelet always names a profile (Unconfined unless its
+# seccompDefault is on), and crustctl asks for runtime/default as Docker does, so this only
+# affects other CRI clients such as crictl.
+seccomp_default = "unconfined"
 
 # Directories with CDI device specs (.json or .yaml) for cdi_devices; a later directory
 # overrides a device of the same name in an earlier one.

@@ -210,6 +210,15 @@ impl ContainerFlags {
                 add_ambient_capabilities: vec![],
             });
         }
+        // Docker's default: the runtime's seccomp profile unless the user says otherwise (a
+        // CRI request without one means unconfined). Privileged containers go without, as in
+        // Docker.
+        if !self.privileged {
+            sc.seccomp = Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            });
+        }
         for opt in &self.security_opts {
             let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt, ""));
             match key {

@@ -15,6 +15,7 @@ use crust_runtime::monitor::server::{self, MonitorArgs};
 use crust_shim::config::{self, Config};
 use crust_shim::cri::CriService;
 use crust_shim::telemetry;
+use tokio_stream::StreamExt;
 
 #[derive(Parser)]
 #[command(
@@ -258,16 +259,24 @@ async fn serve_cri(cfg: Config, telemetry: &telemetry::Telemetry) -> anyhow::Res
     health.set_serving::<ImageServiceServer<CriService>>().await;
     let layers = tower::ServiceBuilder::new()
         .layer(telemetry::grpc::TraceLayer)
+        .layer(crust_shim::deadline::Layer)
         .layer(crust_shim::cri::undecodable::Layer)
-        .layer(crust_shim::cri::pod_resources::Layer(engine.clone()))
         .into_inner();
     let server = tonic::transport::Server::builder()
         .layer(layers)
         .add_service(health_service)
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(MAX_MSG))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(MAX_MSG))
+        // crust's own API (tag, rename, push, build) beside CRI.
+        .add_service(crust_proto::crust::crust_server::CrustServer::new(
+            crust_shim::api::CrustService {
+                engine: engine.clone(),
+            },
+        ))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(uds),
+            // Every :authority a client sends is accepted (see crust_shim::authority).
+            tokio_stream::wrappers::UnixListenerStream::new(uds)
+                .map(|conn| conn.map(crust_shim::authority::AuthorityRepair::new)),
             async {
                 let _ = stop_rx.await;
             },

@@ -119,11 +119,15 @@ pub fn to_cri_status(c: &ContainerRecord) -> cri::ContainerStatus {
             readonly: m.readonly,
             propagation: m.propagation,
             recursive_read_only: m.recursive_read_only,
+            image: m.image.clone(),
+            image_sub_path: m.image_sub_path.clone(),
+            mount_options: m.mount_options.clone(),
             ..Default::default()
         })
         .collect();
     cri::ContainerStatus {
         id: c.id.clone(),
+        stop_signal: crust_runtime::engine::signals::to_cri(c.stop_signal) as i32,
         metadata: c.config.metadata.clone(),
         state: state(c.state) as i32,
         created_at: c.created_at,

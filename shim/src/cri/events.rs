@@ -25,13 +25,17 @@ fn kind(k: EventKind) -> cri::ContainerEventType {
 }
 
 async fn to_response(e: &Engine, ev: Event) -> cri::ContainerEventResponse {
-    // The pod may already be gone (a Deleted event): then the statuses are empty.
-    let (pod_sandbox_status, containers_statuses) = match e.pod(&ev.pod_id).await {
-        Ok(p) => match super::pods::status_of(e, p, false).await {
+    // The pod may already be gone: a Deleted event carries its record as it was.
+    let pod = match e.pod(&ev.pod_id).await {
+        Ok(p) => Some(p),
+        Err(_) => ev.pod.map(|p| *p),
+    };
+    let (pod_sandbox_status, containers_statuses) = match pod {
+        Some(p) => match super::pods::status_of(e, p, false).await {
             Ok(r) => (r.status, r.containers_statuses),
             Err(_) => (None, vec![]),
         },
-        Err(_) => (None, vec![]),
+        None => (None, vec![]),
     };
     cri::ContainerEventResponse {
         container_id: ev.container_id,

@@ -95,7 +95,7 @@ pub fn pull_id(r: &cri::PullImageRequest) -> String {
 
 /// CRI AuthConfig → credentials: username/password, or `auth` (base64 user:pass), or a
 /// registry token. Never logged.
-fn credentials(auth: Option<cri::AuthConfig>) -> Result<Credentials> {
+pub fn credentials(auth: Option<cri::AuthConfig>) -> Result<Credentials> {
     let Some(a) = auth else {
         return Ok(Credentials::default());
     };

@@ -5,9 +5,11 @@
 mod containers;
 mod events;
 mod images;
-pub mod pod_resources;
+mod list_streams;
+mod metrics;
 mod pods;
 mod runtime_info;
+pub use images::credentials;
 mod service;
 mod stats;
 mod streams;
@@ -22,7 +24,7 @@ use crust_runtime::Engine;
 use crust_runtime::error::Error;
 use crust_runtime::image::ImageError;
 use crust_runtime::monitor::MonitorError;
-use crust_runtime::network::CniError;
+use crust_runtime::network::{CniError, HostPortError};
 use tonic::{Code, Response, Status};
 
 #[derive(Clone)]
@@ -66,6 +68,11 @@ pub fn to_status(e: &Error) -> Status {
             }
             CniError::Timeout { .. } => Code::DeadlineExceeded,
             CniError::Plugin { .. } | CniError::Io { .. } => Code::Internal,
+        },
+        Error::HostPorts(he) => match he {
+            HostPortError::Invalid { .. } => Code::InvalidArgument,
+            HostPortError::Missing { .. } => Code::FailedPrecondition,
+            HostPortError::Rules { .. } | HostPortError::Io { .. } => Code::Internal,
         },
         Error::Monitor(me) => match me {
             MonitorError::Timeout(_) => Code::DeadlineExceeded,

@@ -1,4 +1,5 @@
-//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox,
+//! UpdatePodSandboxResources.
 
 use crust_proto::cri;
 use crust_runtime::store::{PodRecord, PodState};
@@ -149,6 +150,21 @@ pub async fn status_of(
         containers_statuses,
         timestamp: crust_runtime::now_nanos(),
     })
+}
+
+pub fn update_resources_id(r: &cri::UpdatePodSandboxResourcesRequest) -> String {
+    r.pod_sandbox_id.clone()
+}
+
+/// kubelet calls it after resizing a pod's cgroup, best-effort: the pod's record keeps the new
+/// resources (and the pod cgroup follows them where crust made it).
+pub async fn update_resources(
+    e: &Engine,
+    req: cri::UpdatePodSandboxResourcesRequest,
+) -> Result<cri::UpdatePodSandboxResourcesResponse> {
+    e.update_pod_resources(&req.pod_sandbox_id, req.overhead, req.resources)
+        .await
+        .map(|()| cri::UpdatePodSandboxResourcesResponse {})
 }
 
 pub fn list_id(_: &cri::ListPodSandboxRequest) -> String {

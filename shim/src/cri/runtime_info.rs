@@ -76,6 +76,8 @@ pub async fn status(e: &Engine, req: cri::StatusRequest) -> Result<cri::StatusRe
             .collect(),
         features: Some(cri::RuntimeFeatures {
             supplemental_groups_policy: true,
+            user_namespaces_host_network: false,
+            mount_options: true,
         }),
     })
 }

@@ -6,8 +6,9 @@ use crust_proto::cri::image_service_server::ImageService;
 use crust_proto::cri::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::list_streams::{self, ListStream};
 use super::{
-    CriService, containers, events, images, instrument, pods, runtime_info, stats, streams,
+    CriService, containers, events, images, instrument, metrics, pods, runtime_info, stats, streams,
 };
 
 fn unimplemented(rpc: &str) -> Status {
@@ -302,11 +303,11 @@ impl RuntimeService for CriService {
         request: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
         let req = request.into_inner();
-        let id = stats::list_metric_descriptors_id(&req);
+        let id = metrics::list_metric_descriptors_id(&req);
         instrument(
             "ListMetricDescriptors",
             &id,
-            stats::list_metric_descriptors(&self.engine, req),
+            metrics::list_metric_descriptors(&self.engine, req),
         )
         .await
     }
@@ -316,11 +317,11 @@ impl RuntimeService for CriService {
         request: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
         let req = request.into_inner();
-        let id = stats::list_pod_sandbox_metrics_id(&req);
+        let id = metrics::list_pod_sandbox_metrics_id(&req);
         instrument(
             "ListPodSandboxMetrics",
             &id,
-            stats::list_pod_sandbox_metrics(&self.engine, req),
+            metrics::list_pod_sandbox_metrics(&self.engine, req),
         )
         .await
     }
@@ -339,12 +340,59 @@ impl RuntimeService for CriService {
         .await
     }
 
-    type GetContainerEventsStream = events::EventStream;
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<cri::UpdatePodSandboxResourcesResponse>, Status> {
+        let req = request.into_inner();
+        let id = pods::update_resources_id(&req);
+        instrument(
+            "UpdatePodSandboxResources",
+            &id,
+            pods::update_resources(&self.engine, req),
+        )
+        .await
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Result<Response<ListStream<cri::StreamPodSandboxesResponse>>, Status> {
+        list_streams::pod_sandboxes(&self.engine, request.into_inner()).await
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<cri::StreamContainersRequest>,
+    ) -> Result<Response<ListStream<cri::StreamContainersResponse>>, Status> {
+        list_streams::containers(&self.engine, request.into_inner()).await
+    }
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<cri::StreamContainerStatsRequest>,
+    ) -> Result<Response<ListStream<cri::StreamContainerStatsResponse>>, Status> {
+        list_streams::container_stats(&self.engine, request.into_inner()).await
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<ListStream<cri::StreamPodSandboxStatsResponse>>, Status> {
+        list_streams::pod_sandbox_stats(&self.engine, request.into_inner()).await
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        request: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListStream<cri::StreamPodSandboxMetricsResponse>>, Status> {
+        list_streams::pod_sandbox_metrics(&self.engine, request.into_inner()).await
+    }
 
     async fn get_container_events(
         &self,
         _request: Request<cri::GetEventsRequest>,
-    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+    ) -> Result<Response<events::EventStream>, Status> {
         Ok(Response::new(events::subscribe(self.engine.clone())))
     }
 }
@@ -394,5 +442,12 @@ impl ImageService for CriService {
         let req = request.into_inner();
         let id = images::fs_info_id(&req);
         instrument("ImageFsInfo", &id, images::fs_info(&self.engine, req)).await
+    }
+
+    async fn stream_images(
+        &self,
+        request: Request<cri::StreamImagesRequest>,
+    ) -> Result<Response<ListStream<cri::StreamImagesResponse>>, Status> {
+        list_streams::images(&self.engine, request.into_inner()).await
     }
 }

@@ -1,9 +1,10 @@
-//! ContainerStats, ListContainerStats, ListMetricDescriptors, ListPodSandboxMetrics.
+//! ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats (the metrics RPCs
+//! are in metrics.rs).
 
 use std::sync::Arc;
 
 use crust_proto::cri;
-use crust_runtime::cgroups::CgroupStats;
+use crust_runtime::cgroups::{CgroupStats, Pressure};
 use crust_runtime::engine::{ContainerUsage, PodUsage};
 use crust_runtime::store::{ContainerRecord, ContainerState, PodRecord};
 use crust_runtime::{Engine, Result};
@@ -14,11 +15,33 @@ fn u64v(v: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value: v })
 }
 
+/// A cgroup's pressure file as CRI reports it (stall totals in nanoseconds).
+fn psi(p: Option<Pressure>) -> Option<cri::PsiStats> {
+    let line = |l: crust_runtime::cgroups::PressureLine| cri::PsiData {
+        total: l.total_us.saturating_mul(1000),
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    };
+    p.map(|p| cri::PsiStats {
+        full: Some(line(p.full)),
+        some: Some(line(p.some)),
+    })
+}
+
+fn io_usage(timestamp: i64, g: &CgroupStats) -> Option<cri::IoUsage> {
+    psi(g.io_pressure).map(|p| cri::IoUsage {
+        timestamp,
+        psi: Some(p),
+    })
+}
+
 fn cpu_usage(timestamp: i64, g: &CgroupStats, nano_cores: Option<u64>) -> cri::CpuUsage {
     cri::CpuUsage {
         timestamp,
         usage_core_nano_seconds: u64v(g.cpu_usage_ns),
         usage_nano_cores: nano_cores.and_then(u64v),
+        psi: psi(g.cpu_pressure),
     }
 }
 
@@ -34,6 +57,7 @@ fn memory_usage(timestamp: i64, g: &CgroupStats) -> cri::MemoryUsage {
         rss_bytes: u64v(g.memory_rss),
         page_faults: u64v(g.page_faults),
         major_page_faults: u64v(g.major_page_faults),
+        psi: psi(g.memory_pressure),
     }
 }
 
@@ -48,6 +72,7 @@ fn to_cri(c: &ContainerRecord, u: &ContainerUsage) -> cri::ContainerStats {
         }),
         cpu: Some(cpu_usage(u.timestamp, g, u.nano_cores)),
         memory: Some(memory_usage(u.timestamp, g)),
+        io: io_usage(u.timestamp, g),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: u.timestamp,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -112,202 +137,6 @@ pub async fn list_container_stats(
     Ok(cri::ListContainerStatsResponse { stats })
 }
 
-/// The cAdvisor-named metrics crust reports for kubelet's CRI-only metrics mode.
-const METRICS: &[(&str, &str, cri::MetricType)] = &[
-    (
-        "container_cpu_usage_seconds_total",
-        "Cumulative cpu time consumed in seconds.",
-        cri::MetricType::Counter,
-    ),
-    (
-        "container_memory_usage_bytes",
-        "Current memory usage in bytes, including all memory regardless of when it was accessed.",
-        cri::MetricType::Gauge,
-    ),
-    (
-        "container_memory_working_set_bytes",
-        "Current working set in bytes.",
-        cri::MetricType::Gauge,
-    ),
-    (
-        "container_memory_rss",
-        "Size of RSS in bytes.",
-        cri::MetricType::Gauge,
-    ),
-    (
-        "container_memory_failures_total",
-        "Cumulative count of memory allocation failures (page faults).",
-        cri::MetricType::Counter,
-    ),
-    (
-        "container_fs_usage_bytes",
-        "Number of bytes that are consumed by the container on this filesystem.",
-        cri::MetricType::Gauge,
-    ),
-    (
-        "container_fs_inodes_total",
-        "Number of inodes used by the container on this filesystem.",
-        cri::MetricType::Gauge,
-    ),
-];
-const LABELS: &[&str] = &["container", "id", "image", "name", "namespace", "pod"];
-
-pub fn list_metric_descriptors_id(_: &cri::ListMetricDescriptorsRequest) -> String {
-    String::new()
-}
-
-/// Pod network metrics, per interface of the pod's network namespace.
-const NETWORK_METRICS: &[(&str, &str)] = &[
-    (
-        "container_network_receive_bytes_total",
-        "Cumulative count of bytes received.",
-    ),
-    (
-        "container_network_receive_errors_total",
-        "Cumulative count of errors encountered while receiving.",
-    ),
-    (
-        "container_network_transmit_bytes_total",
-        "Cumulative count of bytes transmitted.",
-    ),
-    (
-        "container_network_transmit_errors_total",
-        "Cumulative count of errors encountered while transmitting.",
-    ),
-];
-
-fn descriptor(name: &str, help: &str, extra_label: Option<&str>) -> cri::MetricDescriptor {
-    cri::MetricDescriptor {
-        name: name.to_string(),
-        help: help.to_string(),
-        label_keys: LABELS
-            .iter()
-            .copied()
-            .chain(extra_label)
-            .map(str::to_string)
-            .collect(),
-    }
-}
-
-pub async fn list_metric_descriptors(
-    _e: &Engine,
-    _req: cri::ListMetricDescriptorsRequest,
-) -> Result<cri::ListMetricDescriptorsResponse> {
-    let descriptors = METRICS
-        .iter()
-        .map(|(name, help, _)| descriptor(name, help, None))
-        .chain(
-            NETWORK_METRICS
-                .iter()
-                .map(|(name, help)| descriptor(name, help, Some("interface"))),
-        )
-        .collect();
-    Ok(cri::ListMetricDescriptorsResponse { descriptors })
-}
-
-pub fn list_pod_sandbox_metrics_id(_: &cri::ListPodSandboxMetricsRequest) -> String {
-    String::new()
-}
-
-fn metric(
-    name: &str,
-    kind: cri::MetricType,
-    timestamp: i64,
-    labels: Vec<String>,
-    value: u64,
-) -> cri::Metric {
-    cri::Metric {
-        name: name.to_string(),
-        timestamp,
-        metric_type: kind as i32,
-        label_values: labels,
-        value: u64v(value),
-    }
-}
-
-pub async fn list_pod_sandbox_metrics(
-    e: &Arc<Engine>,
-    _req: cri::ListPodSandboxMetricsRequest,
-) -> Result<cri::ListPodSandboxMetricsResponse> {
-    let mut pod_metrics = Vec::new();
-    let ready = e
-        .list_pods()
-        .await
-        .into_iter()
-        .filter(|p| p.state == crust_runtime::store::PodState::Ready)
-        .collect();
-    for (p, pu) in e.pods_usage(ready).await {
-        let meta = p.config.metadata.clone().unwrap_or_default();
-        let container_metrics = pu
-            .containers
-            .iter()
-            .map(|(c, u)| {
-                let name = c
-                    .config
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.name.clone())
-                    .unwrap_or_default();
-                let labels = vec![
-                    name.clone(),
-                    c.id.clone(),
-                    c.image_name.clone(),
-                    name,
-                    meta.namespace.clone(),
-                    meta.name.clone(),
-                ];
-                let values = [
-                    u.cgroup.cpu_usage_ns / 1_000_000_000,
-                    u.cgroup.memory_usage,
-                    u.cgroup.memory_working_set,
-                    u.cgroup.memory_rss,
-                    u.cgroup.page_faults,
-                    u.writable_bytes,
-                    u.writable_inodes,
-                ];
-                cri::ContainerMetrics {
-                    container_id: c.id.clone(),
-                    metrics: METRICS
-                        .iter()
-                        .zip(values)
-                        .map(|((name, _, kind), v)| {
-                            metric(name, *kind, u.timestamp, labels.clone(), v)
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        // cAdvisor reports pod network under the pause container, named "POD".
-        let mut metrics = Vec::new();
-        for (iface, rx, rxe, tx, txe) in &pu.interfaces {
-            let labels = vec![
-                "POD".to_string(),
-                p.id.clone(),
-                String::new(),
-                String::new(),
-                meta.namespace.clone(),
-                meta.name.clone(),
-                iface.clone(),
-            ];
-            for ((name, _), v) in NETWORK_METRICS.iter().zip([rx, rxe, tx, txe]) {
-                metrics.push(metric(
-                    name,
-                    cri::MetricType::Counter,
-                    pu.timestamp,
-                    labels.clone(),
-                    *v,
-                ));
-            }
-        }
-        pod_metrics.push(cri::PodSandboxMetrics {
-            pod_sandbox_id: p.id.clone(),
-            metrics,
-            container_metrics,
-        });
-    }
-    Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
-}
-
 fn pod_to_cri(p: &PodRecord, u: &PodUsage) -> cri::PodSandboxStats {
     let g = &u.cgroup;
     let iface =
@@ -332,6 +161,7 @@ fn pod_to_cri(p: &PodRecord, u: &PodUsage) -> cri::PodSandboxStats {
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: Some(cpu_usage(u.timestamp, g, u.nano_cores)),
             memory: Some(memory_usage(u.timestamp, g)),
+            io: io_usage(u.timestamp, g),
             network: Some(cri::NetworkUsage {
                 timestamp: u.timestamp,
                 default_interface,

@@ -12,12 +12,15 @@ fn server(s: Option<&StreamingServer>) -> Result<&StreamingServer> {
     s.ok_or_else(|| Error::Unavailable("the streaming server is not running".into()))
 }
 
-async fn require_running(e: &Engine, id: &str) -> Result<String> {
+/// The container's full id if it is running (or, with `created_too`, created and not yet
+/// started: an attach made before the start misses none of the output, as Docker's does).
+async fn require_running(e: &Engine, id: &str, created_too: bool) -> Result<String> {
     if id.is_empty() {
         return Err(Error::InvalidArgument("container_id is required".into()));
     }
     let c = e.container(id).await?;
-    if c.state != ContainerState::Running {
+    let created = created_too && c.state == ContainerState::Created;
+    if c.state != ContainerState::Running && !created {
         return Err(Error::FailedPrecondition(format!(
             "container {} is {:?}; streaming needs a running container",
             c.id, c.state
@@ -53,7 +56,7 @@ pub async fn exec(
         return Err(Error::InvalidArgument("cmd is required".into()));
     }
     check_streams(req.stdin, req.stdout, req.stderr, req.tty)?;
-    req.container_id = require_running(e, &req.container_id).await?;
+    req.container_id = require_running(e, &req.container_id, false).await?;
     Ok(cri::ExecResponse {
         url: server(s)?.url_for(Pending::Exec(req)),
     })
@@ -69,7 +72,7 @@ pub async fn attach(
     mut req: cri::AttachRequest,
 ) -> Result<cri::AttachResponse> {
     check_streams(req.stdin, req.stdout, req.stderr, req.tty)?;
-    req.container_id = require_running(e, &req.container_id).await?;
+    req.container_id = require_running(e, &req.container_id, true).await?;
     let c = e.container(&req.container_id).await?;
     if req.stdin && !c.config.stdin {
         return Err(Error::FailedPrecondition(format!(
