@@ -20,6 +20,15 @@ pub struct Bridge {
 impl Bridge {
     /// Writes the conflist into the daemon's CNI conf dir; crustd picks it up on its own.
     pub fn new(d: &Daemon) -> Bridge {
+        Bridge::make(d, true)
+    }
+
+    /// The same network without the portmap plugin: crust publishes host ports itself.
+    pub fn without_portmap(d: &Daemon) -> Bridge {
+        Bridge::make(d, false)
+    }
+
+    fn make(d: &Daemon, portmap: bool) -> Bridge {
         let n: u8 = rand::random::<u8>() % 200 + 20;
         let b = Bridge {
             name: format!("crust{:08x}", rand::random::<u32>()),
@@ -27,7 +36,7 @@ impl Bridge {
             ipam_dir: d.dir.path().join("ipam"),
         };
         std::fs::create_dir_all(d.cni_dir()).unwrap();
-        let conf = serde_json::json!({
+        let mut conf = serde_json::json!({
             "cniVersion": "0.4.0",
             "name": NETWORK,
             "plugins": [
@@ -46,6 +55,9 @@ impl Bridge {
                 {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
+        if !portmap {
+            conf["plugins"].as_array_mut().unwrap().pop();
+        }
         std::fs::write(d.cni_dir().join("10-e2e.conflist"), conf.to_string()).unwrap();
         b
     }

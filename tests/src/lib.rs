@@ -17,10 +17,12 @@ pub use crust_proto::cri;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod bridge;
+pub mod cluster;
 pub mod faultproxy;
 mod footprint;
 pub use footprint::{Footprint, footprint};
 pub mod kubeapi;
+pub mod prometheus;
 
 /// Stretches a test time limit by E2E_TIMEOUT_SCALE (e.g. 10 under qemu's software
 /// emulation, where everything runs 5-50x slower). Limits only: nothing waits longer than it
@@ -55,6 +57,29 @@ pub fn bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// A real Kubernetes client built from its pinned Go module (`scripts/k8s-tools.sh`, cached by
+/// version): `tool` is the script's name for it (`crictl`, `crictl-old`, `critest`), and the
+/// variable it prints (`CRICTL`, …) may be set in the environment to use a binary from elsewhere.
+pub fn k8s_tool(tool: &str) -> PathBuf {
+    let var = tool.to_ascii_uppercase().replace('-', "_");
+    if let Ok(p) = std::env::var(&var) {
+        return PathBuf::from(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/k8s-tools.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(tool)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/k8s-tools.sh");
+    assert!(out.status.success(), "scripts/k8s-tools.sh {tool} failed");
+    let prefix = format!("{var}=");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(PathBuf::from))
+        .unwrap_or_else(|| panic!("scripts/k8s-tools.sh printed no {prefix}"))
 }
 
 pub fn fixtures_dir() -> PathBuf {
@@ -115,19 +140,7 @@ pub fn registry() -> &'static Registry {
         // for the whole test process; its data dir is removed when the registry exits.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut cmd = Command::new(fixtures_dir().join("registry.sh"));
-            cmd.arg(port.to_string())
-                .arg(&dir2)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = cmd
+            let mut child = registry_command(port, &dir2, &[])
                 .spawn()
                 .expect("start docker-registry (is it installed?)");
             tx.send(()).expect("signal registry start");
@@ -135,14 +148,10 @@ pub fn registry() -> &'static Registry {
         });
         rx.recv().expect("registry thread");
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + scaled(Duration::from_secs(20));
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            wait_listening(&addr, scaled(Duration::from_secs(20))),
+            "docker-registry did not start on {addr}"
+        );
         let st = Command::new(fixtures_dir().join("build-images.sh"))
             .arg(&addr)
             .stdout(Stdio::null())
@@ -151,6 +160,77 @@ pub fn registry() -> &'static Registry {
         assert!(st.success(), "building the test images failed");
         Registry { addr }
     })
+}
+
+/// tests/fixtures/registry.sh on 127.0.0.1:`port` with its data in `dir` (and registry.sh's
+/// extra `options`), quiet, killed when the thread that starts it ends (PDEATHSIG).
+fn registry_command(port: u16, dir: &Path, options: &[&str]) -> Command {
+    let mut cmd = Command::new(fixtures_dir().join("registry.sh"));
+    cmd.arg(port.to_string())
+        .arg(dir)
+        .args(options)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Whether something accepts TCP connections on `addr` within `limit`.
+pub fn wait_listening(addr: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// A docker-registry of one test's own (e.g. with Docker schema 1 manifests enabled), empty,
+/// on a free loopback port; stopped and its data removed when dropped.
+pub struct PrivateRegistry {
+    pub addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRegistry {
+    /// `options`: registry.sh's extra arguments (`schema1`).
+    pub fn start(options: &[&str]) -> PrivateRegistry {
+        let dir = tempfile::Builder::new()
+            .prefix("crust-e2e-registry-")
+            .tempdir()
+            .expect("registry dir");
+        let port = free_port();
+        let child = registry_command(port, dir.path(), options)
+            .spawn()
+            .expect("start docker-registry");
+        let addr = format!("127.0.0.1:{port}");
+        let reg = PrivateRegistry {
+            addr,
+            child,
+            _dir: dir,
+        };
+        assert!(
+            wait_listening(&reg.addr, scaled(Duration::from_secs(20))),
+            "docker-registry did not start"
+        );
+        reg
+    }
+}
+
+impl Drop for PrivateRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// One crustd with private dirs, socket and cgroup parent.
@@ -692,25 +772,13 @@ impl Cri {
             .context("no status")
     }
 
-    /// UpdatePodSandboxResources (CRI of Kubernetes 1.33+), which the bindings lack.
+    /// UpdatePodSandboxResources (CRI of Kubernetes 1.33+).
     pub async fn update_pod_resources(
         &self,
-        req: crust_proto::pod_resources::UpdatePodSandboxResourcesRequest,
+        req: cri::UpdatePodSandboxResourcesRequest,
     ) -> Result<(), tonic::Status> {
-        use crust_proto::pod_resources::{
-            UPDATE_POD_SANDBOX_RESOURCES_PATH, UpdatePodSandboxResourcesResponse,
-        };
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        grpc.ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        grpc.unary::<_, UpdatePodSandboxResourcesResponse, _>(
-            tonic::Request::new(req),
-            tonic::codegen::http::uri::PathAndQuery::from_static(UPDATE_POD_SANDBOX_RESOURCES_PATH),
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-        .map(drop)
+        let mut rt = self.rt.clone();
+        rt.update_pod_sandbox_resources(req).await.map(drop)
     }
 
     /// The host pid of a container's init, from ContainerStatus's verbose info.
@@ -873,6 +941,28 @@ pub fn crustctl(d: &Daemon, args: &[&str]) -> std::process::Output {
         .expect("run crustctl")
 }
 
+/// Runs crustctl against `d` with `input` on its stdin.
+pub fn crustctl_input(d: &Daemon, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(bin("crustctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--log-root")
+        .arg(&d.logs)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run crustctl");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes());
+    child.wait_with_output().expect("wait for crustctl")
+}
+
 /// Content lines of a CRI log (the part after "<ts> <stream> <tag> "), checking the format.
 pub fn log_lines(path: &str) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -912,5 +1002,70 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The CNI network crust ships (packaging/cni), installed for `d` in its isolated form (no
+/// masquerading, no gateway, ip_forward untouched) on a bridge of its own; the bridge goes when
+/// this is dropped.
+pub struct ShippedNetwork {
+    pub bridge: String,
+    /// The first three octets of the pod subnet (`10.253.N`).
+    pub prefix: String,
+}
+
+impl ShippedNetwork {
+    pub fn install(d: &Daemon) -> ShippedNetwork {
+        let net = ShippedNetwork {
+            bridge: format!("crustt{:06x}", rand::random::<u32>() & 0xff_ffff),
+            prefix: format!("10.253.{}", rand::random::<u8>() % 200 + 20),
+        };
+        let script = fixtures_dir().join("../../packaging/cni/install-network.sh");
+        let o = Command::new(&script)
+            .arg("--isolated")
+            .arg("--conf-dir")
+            .arg(d.cni_dir())
+            .arg("--ipam-dir")
+            .arg(d.dir.path().join("ipam"))
+            .args(["--bridge", &net.bridge, "--subnet-prefix", &net.prefix])
+            .output()
+            .expect("run install-network.sh");
+        assert!(o.status.success(), "{o:?}");
+        net
+    }
+}
+
+impl Drop for ShippedNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Copies the host's shared libraries that `binary` needs (as `ldd` finds them, with
+/// `lib_path` searched first; libraries under it are left out) into `into`, by file name,
+/// symlinks followed: with them in /lib/x86_64-linux-gnu and the loader in /lib64 of an
+/// image, a host-built dynamic binary runs there.
+pub fn copy_host_libraries(binary: &Path, lib_path: Option<&Path>, into: &Path) {
+    let mut ldd = Command::new("ldd");
+    ldd.arg(binary);
+    if let Some(p) = lib_path {
+        ldd.env("LD_LIBRARY_PATH", p);
+    }
+    let out = ldd.output().expect("run ldd");
+    assert!(out.status.success(), "ldd {}: {out:?}", binary.display());
+    std::fs::create_dir_all(into).unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("");
+        if path.starts_with('/') && !lib_path.is_some_and(|p| Path::new(path).starts_with(p)) {
+            let name = Path::new(path).file_name().unwrap();
+            std::fs::copy(path, into.join(name)).unwrap_or_else(|e| panic!("copy {path}: {e}"));
+        }
     }
 }

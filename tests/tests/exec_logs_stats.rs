@@ -209,9 +209,11 @@ async fn a_command_missing_from_the_image_is_invalid_argument_and_leaks_nothing(
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("no-such-probe"), "{}", e.message());
     }
-    // The last exec's connection may still be closing on the monitor's side (seen once in the
-    // slow qemu guest: one descriptor more); a leak (four per failed exec before the fix) stays.
-    let settled = eventually(LONG, || async { fds() == before }).await;
+    // A connection may still be closing on the monitor's side at either count (one descriptor
+    // more after the loop in the slow qemu guest, one more in the baseline on CI), so the count
+    // must come back to the baseline or below; a leak (four per failed exec before the fix,
+    // eighty here) never does.
+    let settled = eventually(LONG, || async { fds() <= before }).await;
     assert!(
         settled,
         "the monitor's descriptors after 20 failed execs: {} (before: {before})",

@@ -17,7 +17,7 @@ use crust_e2e::{
     Cri, Daemon, container_config, cri, ctr_security, eventually, footprint, pod_config,
     pod_namespaces, registry,
 };
-use crust_proto::pod_resources::UpdatePodSandboxResourcesRequest;
+use crust_proto::cri::UpdatePodSandboxResourcesRequest;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tonic::Code;
@@ -189,7 +189,7 @@ fn hostile_container(c: &Case, f: &Fixture) -> cri::ContainerConfig {
         5 => {
             cfg.envs = vec![cri::KeyValue {
                 key: c.s[1].clone(),
-                value: c.s[2].clone(),
+                value: c.s[2].clone().into(),
             }]
         }
         6 => {
@@ -521,6 +521,7 @@ async fn call(cr: &mut Cri, c: &Case, f: &Fixture) -> Result<Made, tonic::Status
                     annotations: labels(c),
                     user_specified_image: s(1),
                     runtime_handler: s(2),
+                    image_ref: s(3),
                 }),
                 verbose: c.b[0],
             })
@@ -567,7 +568,6 @@ async fn call(cr: &mut Cri, c: &Case, f: &Fixture) -> Result<Made, tonic::Status
                 pod_sandbox_id: s(0),
                 overhead: c.b[0].then(|| resources(0)),
                 resources: c.b[1].then(|| resources(3)),
-                annotations: labels(c),
             };
             cr.update_pod_resources(req).await.map(nothing)
         }
@@ -793,6 +793,44 @@ async fn strings_that_are_not_utf8_are_invalid_argument() {
         let st = raw_call(&c, path, req).await.unwrap_err();
         assert_eq!(st.code(), Code::InvalidArgument, "{path}: {st:?}");
     }
+    c.rt.version(cri::VersionRequest::default()).await.unwrap();
+    d.shutdown().await;
+}
+
+/// A client newer than crust: an RPC crust has never heard of answers UNIMPLEMENTED (the
+/// connection stays usable), and fields it does not know are ignored.
+#[tokio::test]
+async fn a_newer_clients_unknown_rpcs_and_fields_get_sensible_answers() {
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    for path in [
+        "/runtime.v1.RuntimeService/SomeRpcOfCri2030",
+        "/runtime.v1.ImageService/SomeRpcOfCri2030",
+        "/runtime.v2.RuntimeService/Version",
+    ] {
+        let st = raw_call(&c, path, cri::VersionRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), Code::Unimplemented, "{path}: {st:?}");
+    }
+    // VersionRequest with its own field 1 and an unknown field 99 (a string).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct FutureVersionRequest {
+        #[prost(string, tag = "1")]
+        version: String,
+        #[prost(string, tag = "99")]
+        from_the_future: String,
+    }
+    raw_call(
+        &c,
+        "/runtime.v1.RuntimeService/Version",
+        FutureVersionRequest {
+            version: "v1".into(),
+            from_the_future: "ignored".into(),
+        },
+    )
+    .await
+    .unwrap();
     c.rt.version(cri::VersionRequest::default()).await.unwrap();
     d.shutdown().await;
 }

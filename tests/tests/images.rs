@@ -850,3 +850,96 @@ async fn foreign_layers_come_from_their_urls() {
             .is_file()
     );
 }
+
+/// Images of 127 and 500 layers (500 is overlayfs's own limit; Docker stops at 125) pull and
+/// run: with absolute snapshot paths in one mount(2) page, anything past ~40 layers failed.
+/// This kernel has `lowerdir+`, so the new mount API takes them (the mount(2) fallback with
+/// short names, and the refusal of 501 layers, are unit-tested in runtime's overlay.rs).
+#[tokio::test]
+async fn images_of_127_and_500_layers_run() {
+    let reg = registry();
+    let pushed = std::process::Command::new("python3")
+        .arg(crust_e2e::fixtures_dir().join("many-layers.py"))
+        .arg(&reg.addr)
+        .status()
+        .unwrap();
+    assert!(pushed.success());
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.cri().await.unwrap();
+    let pc = crust_e2e::pod_config("layers", &d.logs);
+    let pod = c.run_pod(&pc).await.unwrap();
+    for count in [127, 500] {
+        let image = reg.image(&format!("layers-{count}"));
+        c.pull(&image).await.unwrap();
+        let ctr = c
+            .run(
+                &pod,
+                &pc,
+                crust_e2e::container_config(
+                    &format!("layers-{count}"),
+                    &image,
+                    &["sh", "-c", "ls /layers | wc -l; cat /layers/top"],
+                ),
+            )
+            .await
+            .unwrap();
+        let st = c
+            .wait_exited(&ctr, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(st.exit_code, 0, "{st:?}");
+        let out: Vec<String> = crust_e2e::log_lines(&st.log_path)
+            .into_iter()
+            .map(|(_, l)| l.trim().to_string())
+            .collect();
+        // count-1 numbered files plus `top`, and the top layer's number wins.
+        assert_eq!(out, vec![count.to_string(), (count - 1).to_string()]);
+    }
+    c.remove_pod(&pod).await.unwrap();
+    d.shutdown().await;
+}
+
+/// A call whose deadline passes is answered DEADLINE_EXCEEDED by crustd itself, as gRPC-Go
+/// servers answer it (tonic's server alone says CANCELLED); critest's "public image should
+/// timeout if requested" wants that code. The client here sends `grpc-timeout` and leaves the
+/// deadline to the server (a plain HTTP/2 connection, not tonic's Channel, which would enforce
+/// it itself), so the code seen is the server's.
+#[tokio::test]
+async fn a_pull_past_the_callers_deadline_is_deadline_exceeded() {
+    let d = Daemon::start().await.unwrap();
+    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let http = tower::service_fn(move |req| {
+        let mut sender = sender.clone();
+        async move { sender.send_request(req).await }
+    });
+    let mut img = cri::image_service_client::ImageServiceClient::with_origin(
+        http,
+        "http://localhost".parse().unwrap(),
+    );
+    // A registry that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let image = format!("{}/crust-test/never:latest", silent.local_addr().unwrap());
+    let mut req = tonic::Request::new(cri::PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    });
+    req.set_timeout(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = img.pull_image(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(err.message().contains("PullImage"), "{err:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    // The daemon goes on serving.
+    img.list_images(cri::ListImagesRequest::default())
+        .await
+        .unwrap();
+    drop(silent);
+    d.shutdown().await;
+}

@@ -142,6 +142,14 @@ async fn pods_get_ips_reach_each_other_and_host_ports_work() {
     // Stopping releases the IP (host-local's lease file) and is idempotent.
     let lease = d.dir.path().join("ipam/crust-e2e").join(&web_ip);
     assert!(lease.exists());
+    let ports_on_bridge = || {
+        Command::new("ip")
+            .args(["-o", "link", "show", "master", &bridge.name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    };
+    let ports_before = ports_on_bridge();
     for _ in 0..2 {
         c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: web.clone(),
@@ -150,6 +158,13 @@ async fn pods_get_ips_reach_each_other_and_host_ports_work() {
         .unwrap();
     }
     assert!(!lease.exists(), "the pod's IP was not released");
+    // The pod's veth goes with its network namespace, which crust drops before the DEL (the
+    // kernel frees the pair in the background).
+    let veth_gone = eventually(Duration::from_secs(10), || async {
+        ports_on_bridge() == ports_before - 1
+    })
+    .await;
+    assert!(veth_gone, "the pod's veth is still on {}", bridge.name);
     for _ in 0..2 {
         c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
             pod_sandbox_id: web.clone(),

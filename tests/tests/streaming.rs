@@ -55,6 +55,33 @@ async fn read_until(s: &mut Session, want: &str) -> String {
     seen
 }
 
+/// Sends `line` until `want` appears in the output (each try waits up to a second).
+async fn poll_until(
+    s: &mut Session,
+    stdin: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    line: &[u8],
+    want: &str,
+) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + crust_e2e::scaled(LONG);
+    while tokio::time::Instant::now() < deadline {
+        stdin.send(line.to_vec()).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some((_, d)) = s.output.recv().await {
+                seen.push_str(&String::from_utf8_lossy(&d));
+                if seen.contains(want) {
+                    return;
+                }
+            }
+        })
+        .await;
+        if seen.contains(want) {
+            return seen;
+        }
+    }
+    panic!("{want:?} never came; got {seen:?}");
+}
+
 /// All output, split by stream, and the exit status.
 async fn finish(mut s: Session) -> (String, String, Result<i32, String>) {
     let (mut out, mut err) = (String::new(), String::new());
@@ -155,14 +182,19 @@ async fn exec_with_a_terminal_sees_resizes() {
             .unwrap();
         s.resize.send((w, h)).await.unwrap();
         let stdin = s.stdin.take().unwrap();
-        // Poll until the resize has landed (it races the shell's start).
-        stdin.send(b"tty; stty size\n".to_vec()).await.unwrap();
-        let seen = read_until(&mut s, &format!("{h} {w}")).await;
+        // Poll until the resize has landed: it travels to the monitor apart from stdin, so
+        // the shell may read a command before the terminal has its size (stty then fails).
+        let seen = poll_until(&mut s, &stdin, b"tty; stty size\n", &format!("{h} {w}")).await;
         assert!(seen.contains("/dev/pts/"), "a terminal: {seen}");
         s.resize.send((w + 1, h + 1)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stdin.send(b"stty size; exit 7\n".to_vec()).await.unwrap();
-        read_until(&mut s, &format!("{} {}", h + 1, w + 1)).await;
+        poll_until(
+            &mut s,
+            &stdin,
+            b"stty size\n",
+            &format!("{} {}", h + 1, w + 1),
+        )
+        .await;
+        stdin.send(b"exit 7\n".to_vec()).await.unwrap();
         let (_, _, status) = finish(s).await;
         assert_eq!(status, Ok(7), "{t:?}");
     }

@@ -2,10 +2,10 @@
 //! OTLP collector in the test (a tonic server of OpenTelemetry's proto) receives the spans of
 //! CRI calls, parented on the traceparent the client sent, and the pushed metrics.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crust_e2e::prometheus::{Prometheus, curl};
 use crust_e2e::{Daemon, container_config, cri, eventually, free_port, pod_config, registry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -22,86 +22,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn curl(url: &str) -> (bool, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-f", "--max-time", "10", url])
-        .output()
-        .expect("run curl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-/// Prometheus, started by the test, scraping one target every second.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &conf,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: crust\n    static_configs:\n      - targets: [\"{target}\"]\n"
-            ),
-        )
-        .unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", conf.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus (Debian package prometheus; scripts/setup.sh installs it)");
-        Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// The value of the first series a PromQL query returns.
-    fn query(&self, promql: &str) -> Option<f64> {
-        let url = format!(
-            "http://{}/api/v1/query?query={}",
-            self.addr,
-            promql
-                .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() || b == b'_' {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                })
-                .collect::<String>()
-        );
-        let (ok, body) = curl(&url);
-        if !ok {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_crustd_metrics_and_health_endpoints_answer() {
