@@ -26,19 +26,25 @@ echo "== building crust (release profile)"
 cargo build --release --bins -q
 W=$(mktemp -d /tmp/crust-bench.XXXXXX)
 OUT=target/bench; mkdir -p "$OUT"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()
 . scripts/scratch.sh
-[ -n "${CRUST_BENCH_KEEP:-}" ] || trap 'scratch_cleanup "$W" crust-bench' EXIT
+bridges=()
+drop_bridges() { local b; for b in "${bridges[@]}"; do ip link del "$b" 2>/dev/null || true; done; }
+[ -n "${CRUST_BENCH_KEEP:-}" ] || trap 'drop_bridges; scratch_cleanup "$W" crust-bench' EXIT
 
-tests/fixtures/registry.sh "$PORT" "$W/registry" >/dev/null 2>&1 & pids+=($!)
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-tests/fixtures/build-images.sh "127.0.0.1:$PORT" >/dev/null
+start_registry "$W/registry"
 tests/fixtures/build-big-image.sh "127.0.0.1:$PORT" >/dev/null
 IMAGE=127.0.0.1:$PORT/crust-test/busybox:latest
 BIG=127.0.0.1:$PORT/crust-test/big:latest
 
-# crust: pods get their own network namespace with loopback only (an empty CNI dir).
+# Both runtimes put their pods on the same CNI chain (bridge, host-local, portmap, loopback:
+# the shipped config, isolated: no gateway, no masquerading, ip_forward untouched), each on a
+# bridge and subnet of its own, so pod start includes the same network set-up on both.
+network() { # dir bridge subnet-prefix
+  packaging/cni/install-network.sh --isolated --conf-dir "$1/cni" --ipam-dir "$1/ipam" \
+    --bridge "$2" --subnet-prefix "$3" >/dev/null
+  bridges+=("$2")
+}
 crust_config() { # dir
   mkdir -p "$1/cni"
   cat <<TOML
@@ -54,9 +60,7 @@ import_dir = ""
 conf_dir = "$1/cni"
 TOML
 }
-# containerd: a plain-HTTP mirror to the local registry. Its pods use the host network, since
-# containerd needs a CNI result with an interface for pod networks; crust's pods still get
-# their own network namespace, so the comparison errs in containerd's favour.
+# containerd: a plain-HTTP mirror to the local registry.
 ctrd_config() { # dir
   mkdir -p "$1/cni" "$1/certs.d/127.0.0.1:$PORT"
   printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$PORT" "$PORT" >"$1/certs.d/127.0.0.1:$PORT/hosts.toml"
@@ -80,25 +84,27 @@ TOML
 wait_sock() { for _ in $(seq 400); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; return 1; }
 start_crust() { # dir -> pid in $STARTED
   crust_config "$1" >"$1.toml"
-  target/release/crustd --config "$1.toml" >>"$W/crustd.log" 2>&1 & STARTED=$!; pids+=($STARTED)
+  target/release/crustd --config "$1.toml" >>"$W/crustd.log" 2>&1 & STARTED=$!; pids+=("$STARTED")
   wait_sock "$1/crust.sock"
 }
 start_ctrd() { # dir
   ctrd_config "$1" >"$1.toml"
-  containerd --config "$1.toml" >>"$W/containerd.log" 2>&1 & STARTED=$!; pids+=($STARTED)
+  containerd --config "$1.toml" >>"$W/containerd.log" 2>&1 & STARTED=$!; pids+=("$STARTED")
   wait_sock "$1/containerd.sock"
 }
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
 mkdir -p "$W/crust" "$W/ctrd"
+network "$W/crust" crustbn0 10.252.9
+network "$W/ctrd" crustbn1 10.252.10
 start_crust "$W/crust"; CRUSTD=$STARTED
 start_ctrd "$W/ctrd"; CTRD=$STARTED
 bench() { # runtime workload args... (JSON line appended to $W/<runtime>.jsonl)
   local rt=$1; shift
-  local sock=$W/crust/crust.sock extra=()
-  if [ "$rt" = containerd ]; then sock=$W/ctrd/containerd.sock; extra=(--host-network); fi
+  local sock=$W/crust/crust.sock
+  if [ "$rt" = containerd ]; then sock=$W/ctrd/containerd.sock; fi
   target/release/crust-bench --socket "$sock" --image "$IMAGE" --log-root "$W/logs-$rt" \
-    --cgroup-parent "/crust-bench-$rt" "${extra[@]}" --json "$@" >"$W/last.txt"
+    --cgroup-parent "/crust-bench-$rt" --json "$@" >"$W/last.txt"
   sed '$d' "$W/last.txt"
   tail -1 "$W/last.txt" >>"$W/$rt.jsonl"
 }
