@@ -446,9 +446,14 @@ async fn attach(engine: &Engine, id: &str, stdin: bool, streams: Streams) -> Out
                     },
                 };
                 if wr.lock().await.write_all(&frame.encode()).await.is_err() {
-                    return;
+                    break;
                 }
             }
+            // A write fails once the monitor has closed the connection, which it does right
+            // after the exit frame (stdin_once: the last input can make the container exit).
+            // The output side reads that frame and ends the session; ending here would race
+            // it and lose the output and the exit code.
+            std::future::pending::<std::convert::Infallible>().await
         }
     };
     let output = async move {
@@ -472,7 +477,7 @@ async fn attach(engine: &Engine, id: &str, stdin: bool, streams: Streams) -> Out
     };
     tokio::select! {
         o = output => o,
-        _ = input => Outcome::Failed("attach input ended".into()),
+        never = input => match never {},
         _ = gone.wait_for(|g| *g) => Outcome::Failed("client disconnected".into()),
     }
 }

@@ -420,12 +420,14 @@ containers:
 
 pub(crate) fn log_rotation(c: &Cluster) -> Outcome {
     let busybox = c.image("busybox");
-    // Two MiB of output against containerLogMaxSize 1Mi: kubelet rotates the file and asks
-    // crust to reopen it (ReopenContainerLog).
+    // Four MiB of output against containerLogMaxSize 1Mi: kubelet rotates the file and asks
+    // crust to reopen it (ReopenContainerLog). Then a line a second, for ever: kubelet checks
+    // sizes every 10 s, so a single last line can land just before a rotation and end up in the
+    // rotated file, leaving the new live log empty through no fault of crust's.
     c.apply(&pod_yaml(
         "chatty",
         &format!(
-            "containers:\n- name: c\n  image: {busybox}\n  command: [sh, -c, 'for r in 1 2 3 4; do i=0; while [ $i -lt 8000 ]; do echo round-$r-line-$i-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding; i=$((i+1)); done; sleep 8; done; echo after-rotation; sleep 1000']"
+            "containers:\n- name: c\n  image: {busybox}\n  command: [sh, -c, 'for r in 1 2 3 4; do i=0; while [ $i -lt 8000 ]; do echo round-$r-line-$i-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding; i=$((i+1)); done; sleep 8; done; n=0; while true; do echo after-rotation-$n; n=$((n+1)); sleep 1; done']"
         ),
     ))?;
     c.wait_phase("chatty", "Running", MINUTE)?;
