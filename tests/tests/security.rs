@@ -378,7 +378,7 @@ async fn privileged_needs_a_privileged_pod_and_gets_the_host_devices() {
     let script = "grep -E '^(CapEff|Seccomp):' /proc/self/status; \
         test -b /dev/loop0 && echo HAS-LOOP0 || echo NO-LOOP0; \
         grep ' /sys ' /proc/self/mountinfo; \
-        head -c 1 /proc/kcore | wc -c";
+        head -c 1 /proc/timer_list 2>/dev/null | wc -c";
     let (code, msg) = run_script(&mut c, &pod, &pc, &image, "priv", script, |cfg| {
         security(cfg).privileged = true;
     })
@@ -392,7 +392,10 @@ async fn privileged_needs_a_privileged_pod_and_gets_the_host_devices() {
         .unwrap();
     assert!(out.contains("NO-LOOP0"), "{out}");
     assert!(out.contains(" /sys ro,"), "/sys read-only: {out}");
-    assert!(out.lines().last() == Some("0"), "/proc/kcore masked: {out}");
+    assert!(
+        out.lines().last() == Some("0"),
+        "/proc/timer_list masked: {out}"
+    );
 
     let ppc = privileged_pod("priv", &d);
     let ppod = c.run_pod(&ppc).await.unwrap();
@@ -411,6 +414,10 @@ async fn privileged_needs_a_privileged_pod_and_gets_the_host_devices() {
         assert!(out.contains("HAS-LOOP0"), "{out}");
     }
     assert!(out.contains(" /sys rw,"), "/sys writable: {out}");
+    assert!(
+        out.lines().last() == Some("1"),
+        "/proc/timer_list readable: {out}"
+    );
 }
 
 #[tokio::test]
