@@ -386,7 +386,10 @@ async fn redis_built_from_debian_packages_runs_pushes_and_pulls_back() {
     let o = ok(ctl(&d, &["build", "-t", &image, "--build-arg", &base, dir]));
     let cold = t0.elapsed();
     assert!(
-        o.contains("redis-check-rdb") && o.contains("Redis server v=7"),
+        o.contains("Step 1/14 : ARG BASE")
+            && o.contains("Step 2/14 : FROM $BASE AS unpack")
+            && o.contains("redis-check-rdb")
+            && o.contains("Redis server v=7"),
         "{o}"
     );
     let t0 = std::time::Instant::now();

@@ -184,6 +184,19 @@ impl ImageStore {
                 .ok_or_else(|| BuildError::Parse(format!("target stage {t:?} not found")))?,
         };
         let steps = stages[..=last].iter().map(Vec::len).sum::<usize>() + first_from;
+        // The ARGs before the first FROM are steps too, as Docker numbers and prints them;
+        // they only set values (above), so there is nothing to run or cache.
+        for (i, ins) in all[..first_from].iter().enumerate() {
+            for status in ["start", "done"] {
+                progress(BuildEvent {
+                    step: i + 1,
+                    steps,
+                    instruction: ins.text.clone(),
+                    status,
+                    message: String::new(),
+                });
+            }
+        }
         let mut step = first_from;
         let mut done: Vec<(Option<String>, State)> = Vec::new();
         for (si, stage) in stages[..=last].iter().enumerate() {
