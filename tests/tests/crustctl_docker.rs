@@ -337,6 +337,21 @@ async fn add_host_resolves_in_the_container() {
 /// `-p` without a network says so; with the network scripts/demo.sh installs (packaging/cni,
 /// isolated: no masquerading, no gateway, ip_forward untouched) a published port answers on
 /// 127.0.0.1, and `--link` names another container's address.
+/// `crustctl ARGS` (a `run -p`) as soon as crustd has noticed a network config just installed
+/// (it does on its own; until then -p is refused).
+async fn run_once_the_network_is_seen(d: &Daemon, args: &[&str]) {
+    let mut last = None;
+    for _ in 0..50 {
+        let o = ctl(d, args);
+        if o.status.success() {
+            return;
+        }
+        last = Some(o);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run -p never worked: {last:?}\n{}", d.daemon_log());
+}
+
 #[tokio::test]
 async fn published_ports_answer_on_localhost_with_the_shipped_network() {
     let d = Daemon::start().await.unwrap();
@@ -367,31 +382,22 @@ async fn published_ports_answer_on_localhost_with_the_shipped_network() {
     assert_eq!(conf["plugins"][0]["isGateway"], false);
     assert!(conf["plugins"][0]["ipam"]["routes"].is_null(), "{conf}");
 
-    let mut started = None;
-    // crustd notices the new config on its own; until then -p is refused.
-    for _ in 0..50 {
-        let o = ctl(
-            &d,
-            &[
-                "run",
-                "-d",
-                "--name",
-                "web",
-                "-p",
-                &publish,
-                &image,
-                "sh",
-                "-c",
-                "mkdir /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www",
-            ],
-        );
-        if o.status.success() {
-            started = Some(o);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(started.is_some(), "run -p never worked: {}", d.daemon_log());
+    run_once_the_network_is_seen(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            &publish,
+            &image,
+            "sh",
+            "-c",
+            "mkdir /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    )
+    .await;
     let url = format!("http://127.0.0.1:{port}/");
     let answered = crust_e2e::eventually(Duration::from_secs(15), || async {
         Command::new("curl")
@@ -503,4 +509,69 @@ async fn published_ports_answer_on_localhost_with_the_shipped_network() {
     );
     d.shutdown().await;
     drop(net);
+}
+
+/// A UDP client that was already sending to a host port before a pod published it (a resolver
+/// retrying while the pod starts) reaches the pod: its first datagrams left a conntrack entry
+/// without translation, which every later datagram of the flow would match for as long as it
+/// keeps sending, had crust not deleted it after adding its rules (as portmap does).
+#[tokio::test]
+async fn a_udp_host_port_reaches_its_pod_from_a_client_already_sending() {
+    let d = Daemon::start().await.unwrap();
+    let net = crust_e2e::ShippedNetwork::install(&d);
+    let image = registry().busybox();
+    let port = crust_e2e::free_port();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = || {
+        // Nothing listens yet: the host answers "port unreachable", which an unconnected
+        // socket does not report.
+        let _ = client.send_to(b"query", ("127.0.0.1", port));
+    };
+    for _ in 0..5 {
+        send();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let publish = format!("{port}:53/udp");
+    run_once_the_network_is_seen(
+        &d,
+        &[
+            "run", "-d", "--name", "dns", "-p", &publish, &image, "sleep", "300",
+        ],
+    )
+    .await;
+    let o = ctl(&d, &["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(out(&o), format!("0.0.0.0:{port}->53/udp\n"), "{o:?}");
+    // Nothing listens in the pod either: datagrams that reach it are counted as NoPorts.
+    let received = || {
+        let snmp = out(&ctl(&d, &["exec", "dns", "cat", "/proc/net/snmp"]));
+        udp_datagrams_in(&snmp)
+    };
+    assert_eq!(
+        received(),
+        0,
+        "nothing reached the pod before its port was published"
+    );
+    let reached = crust_e2e::eventually(Duration::from_secs(10), || {
+        send();
+        async { received() > 0 }
+    })
+    .await;
+    assert!(reached, "the client's datagrams never reached the pod");
+    assert!(ctl(&d, &["rm", "-f", "dns"]).status.success());
+    d.shutdown().await;
+    drop(net);
+}
+
+/// InDatagrams + NoPorts of the Udp lines of /proc/net/snmp.
+fn udp_datagrams_in(snmp: &str) -> u64 {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        panic!("no Udp lines in {snmp:?}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| matches!(*n, "InDatagrams" | "NoPorts"))
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .sum()
 }

@@ -204,6 +204,7 @@ impl HostPorts {
             allow_loopback_sources(iface)?;
         }
         restore(&rules, "adding the pod's chain").await?;
+        forget_stale_udp_flows(pod_id, mappings).await;
         tracing::debug!(
             pod = pod_id,
             ms = started.elapsed().as_secs_f64() * 1e3,
@@ -264,6 +265,29 @@ impl HostPorts {
         }
         *ready = true;
         Ok(())
+    }
+}
+
+/// Deletes the conntrack entries UDP clients of the pod's UDP host ports made before the rules
+/// existed (see [`super::conntrack`]). As with `portmap`, a failure is reported, not fatal: the
+/// ports are published, and only a flow that was already sending is affected.
+async fn forget_stale_udp_flows(pod_id: &str, mappings: &[PortMapping]) {
+    let mut ports: Vec<u16> = mappings
+        .iter()
+        .filter(|m| m.protocol.eq_ignore_ascii_case("udp"))
+        .filter_map(|m| u16::try_from(m.host_port).ok())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    for port in ports {
+        match tokio::task::spawn_blocking(move || super::conntrack::forget_udp_flows(port)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(pod = pod_id, port, n, "stale UDP flows forgotten"),
+            Ok(Err(e)) => {
+                tracing::warn!(pod = pod_id, port, err = %e, "stale UDP flows not forgotten")
+            }
+            Err(e) => tracing::warn!(pod = pod_id, port, err = %e, "conntrack task failed"),
+        }
     }
 }
 

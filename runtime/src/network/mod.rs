@@ -3,6 +3,7 @@
 //! host ports crust publishes itself where the network has no portmap plugin.
 
 pub mod cni;
+pub mod conntrack;
 pub mod hostport;
 pub mod hostport_claims;
 
