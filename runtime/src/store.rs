@@ -280,6 +280,20 @@ impl Store {
             .cloned()
     }
 
+    /// Whether the pod is still in the store (a list that waited on its record's lock while it
+    /// was being removed must not report it).
+    pub fn has_pod(&self, id: &str) -> bool {
+        self.pods.read().expect("pods lock").contains_key(id)
+    }
+
+    /// Whether the container is still in the store (see [`Store::has_pod`]).
+    pub fn has_container(&self, id: &str) -> bool {
+        self.containers
+            .read()
+            .expect("containers lock")
+            .contains_key(id)
+    }
+
     pub fn all_pods(&self) -> Vec<Shared<PodRecord>> {
         self.pods
             .read()

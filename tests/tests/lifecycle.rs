@@ -324,6 +324,102 @@ async fn containers_share_the_pod_namespaces_but_not_pids() {
     d.shutdown().await;
 }
 
+/// A list that arrives while a container is being removed (RemoveContainer holds the record
+/// for the whole removal: kill, unmount, delete its writable layer) never names it: kubelet asks
+/// the status of every listed container (its image GC does, for image volumes), and one
+/// NotFound fails that whole round.
+#[tokio::test]
+async fn a_list_during_a_removal_does_not_name_the_removed_container() {
+    let PodFixture {
+        d: _d,
+        mut c,
+        image,
+        pod,
+        pc,
+    } = PodFixture::start("listremove").await;
+    // Thousands of files in its writable layer make the removal take a while.
+    let script = "mkdir /many && cd /many && i=0; while [ $i -lt 4000 ]; do : > f$i; \
+        i=$((i+1)); done; echo ready; exec sleep 1000";
+    let ctr = c
+        .run(
+            &pod,
+            &pc,
+            container_config("many", &image, &["sh", "-c", script]),
+        )
+        .await
+        .unwrap();
+    let log = format!("{}/many/0.log", pc.log_directory);
+    let deadline = Instant::now() + LONG;
+    while !log_lines(&log).iter().any(|(_, l)| l == "ready") {
+        assert!(
+            Instant::now() < deadline,
+            "the container never filled its layer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for round in 0..3 {
+        let victim = if round == 0 {
+            ctr.clone()
+        } else {
+            let name = format!("many{round}");
+            let id = c
+                .run(
+                    &pod,
+                    &pc,
+                    container_config(&name, &image, &["sh", "-c", script]),
+                )
+                .await
+                .unwrap();
+            let log = format!("{}/{name}/0.log", pc.log_directory);
+            while !log_lines(&log).iter().any(|(_, l)| l == "ready") {
+                assert!(
+                    Instant::now() < deadline + LONG,
+                    "{name} never filled its layer"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            id
+        };
+        let mut rt = c.rt.clone();
+        let removing = victim.clone();
+        let removal = tokio::spawn(async move {
+            rt.remove_container(cri::RemoveContainerRequest {
+                container_id: removing,
+            })
+            .await
+        });
+        // Lists back to back until the removal is done: some arrive while it holds the record.
+        // One served before it took the record shows the container running; one that waited
+        // must not show it at all (it used to, as removed: state unknown, status NotFound).
+        let mut lists = 0;
+        while !removal.is_finished() || lists == 0 {
+            let listed =
+                c.rt.list_containers(cri::ListContainersRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .containers;
+            lists += 1;
+            for l in listed.iter().filter(|l| l.id == victim) {
+                assert_ne!(
+                    l.state,
+                    cri::ContainerState::ContainerUnknown as i32,
+                    "round {round}: listed after its removal"
+                );
+            }
+        }
+        removal.await.unwrap().unwrap();
+        eprintln!("round {round}: {lists} lists during the removal");
+        let listed =
+            c.rt.list_containers(cri::ListContainersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .containers;
+        assert!(listed.iter().all(|l| l.id != victim), "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn pod_stop_and_remove_are_idempotent_and_leave_nothing() {
     let PodFixture {

@@ -201,6 +201,12 @@ impl Engine {
         let mut out = Vec::new();
         for c in self.store.all_containers() {
             let c = c.lock().await;
+            // Removed while this list waited on its lock (RemoveContainer holds it throughout):
+            // kubelet would ask for the status of a container the list said exists, and get
+            // NotFound (its image GC then fails its whole detection round).
+            if !self.store.has_container(&c.id) {
+                continue;
+            }
             if let Some(v) = pick(&c) {
                 out.push((c.created_at, v));
             }

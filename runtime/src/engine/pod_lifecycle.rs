@@ -318,7 +318,11 @@ impl Engine {
     pub async fn list_pods(&self) -> Vec<PodRecord> {
         let mut out = Vec::new();
         for p in self.store.all_pods() {
-            out.push(p.lock().await.clone());
+            let p = p.lock().await;
+            // Removed while this list waited on its lock (as in select_containers).
+            if self.store.has_pod(&p.id) {
+                out.push(p.clone());
+            }
         }
         out.sort_by_key(|p| p.created_at);
         out
