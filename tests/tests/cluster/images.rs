@@ -176,19 +176,45 @@ pub(crate) fn image_gc_arm(c: &Cluster, unused_id: &str) -> Result<ImageGc, Stri
         ("imageGCHighThresholdPercent", "1"),
         ("imageGCLowThresholdPercent", "0"),
     ])?;
-    let log_mark = c.kubelet_log().len();
-    c.restart("kubelet", "TERM")?;
-    let armed = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
-    c.wait("node Ready after kubelet's restart", MINUTE, || {
-        node_ready(c)
-    })?;
-    Ok(ImageGc {
-        unused,
-        unused_id: unused_id.to_string(),
-        log_mark,
-        armed,
-    })
+    // kubelet notes when it first sees each image at its start, and collects only images seen
+    // at least 2 minutes before a collection (every 5 minutes). That first look lists every
+    // container and asks each one's status; a container its own container GC (which starts at
+    // the same moment) removes in between answers NotFound and fails the whole look, so the
+    // images are first seen at the first collection and are too young for it. A kubelet race,
+    // whatever the runtime: restart it again when its log says so.
+    for attempt in 1..=3 {
+        let log_mark = c.kubelet_log().len();
+        c.restart("kubelet", "TERM")?;
+        let armed = Instant::now();
+        std::thread::sleep(Duration::from_secs(3));
+        c.wait("node Ready after kubelet's restart", MINUTE, || {
+            node_ready(c)
+        })?;
+        let log = c.kubelet_log();
+        let failed = log
+            .get(log_mark..)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("Failed to monitor images"))
+            .map(str::to_string);
+        match failed {
+            Some(l) if attempt < 3 => eprintln!("kubelet's first look at images failed: {l}"),
+            Some(l) => {
+                return Err(format!(
+                    "kubelet's first look at images failed 3 times: {l}"
+                ));
+            }
+            None => {
+                return Ok(ImageGc {
+                    unused,
+                    unused_id: unused_id.to_string(),
+                    log_mark,
+                    armed,
+                });
+            }
+        }
+    }
+    unreachable!("the third attempt returns")
 }
 
 /// [`ImageGc`]'s last step.
