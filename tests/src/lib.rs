@@ -955,11 +955,12 @@ pub fn crustctl_input(d: &Daemon, args: &[&str], input: &str) -> std::process::O
         .stderr(Stdio::piped())
         .spawn()
         .expect("run crustctl");
-    let _ = child
+    child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(input.as_bytes());
+        .write_all(input.as_bytes())
+        .expect("write crustctl's stdin");
     child.wait_with_output().expect("wait for crustctl")
 }
 

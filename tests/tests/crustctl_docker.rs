@@ -1,7 +1,6 @@
 //! crustctl's Docker verbs beyond run/ps/logs (tests/crustctl.rs): create and start, restart,
 //! run -i/-t, names, exit codes, rmi's refusal, --add-host/--link. Against a real crustd.
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -21,24 +20,7 @@ fn err(o: &Output) -> String {
 
 /// crustctl with `input` on its stdin.
 fn ctl_input(d: &Daemon, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(bin("crustctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("--log-root")
-        .arg(&d.logs)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crust_e2e::crustctl_input(d, args, input)
 }
 
 /// One line on stderr, with `want` in it, and exit code `code`.

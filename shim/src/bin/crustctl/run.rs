@@ -244,10 +244,19 @@ async fn container_config(
         .await?
         .into_inner()
         .info;
+    let (config, v) = config_in_info(&info, &format!("container {id}"))?;
+    Ok((config, v["pod_id"].as_str().unwrap_or_default().to_string()))
+}
+
+/// The `config` crust puts in a verbose status's `info`, and the whole info object.
+fn config_in_info<T: serde::de::DeserializeOwned>(
+    info: &std::collections::HashMap<String, String>,
+    what: &str,
+) -> anyhow::Result<(T, serde_json::Value)> {
     let v: serde_json::Value = serde_json::from_str(info.get("info").map_or("{}", |s| s))?;
     let config = serde_json::from_value(v["config"].clone())
-        .with_context(|| format!("container {id}: no config in its status"))?;
-    Ok((config, v["pod_id"].as_str().unwrap_or_default().to_string()))
+        .with_context(|| format!("{what}: no config in its status"))?;
+    Ok((config, v))
 }
 
 /// CRI cannot start an exited container again: a new one takes its place in the same pod,
@@ -263,9 +272,8 @@ async fn recreate(c: &mut CriClient, id: &str) -> anyhow::Result<String> {
         .await?
         .into_inner()
         .info;
-    let v: serde_json::Value = serde_json::from_str(pod_info.get("info").map_or("{}", |s| s))?;
-    let pod_config: cri::PodSandboxConfig = serde_json::from_value(v["config"].clone())
-        .with_context(|| format!("pod {pod_id}: no config in its status"))?;
+    let (pod_config, _): (cri::PodSandboxConfig, _) =
+        config_in_info(&pod_info, &format!("pod {pod_id}"))?;
     c.runtime
         .remove_container(cri::RemoveContainerRequest {
             container_id: id.into(),
